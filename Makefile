@@ -1,0 +1,47 @@
+# Two commands on a fresh machine (Python 3.11, make, apt):
+#   make demo   install, then run the main job on the embedded demo country
+#   make test   install with the test tools, then run the whole test suite
+# Also: make lint (ruff + mypy), make bench (benchmarks/*.py print JSON figures).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+# pytest workers: both cores by default; PYTEST_WORKERS=0 runs in one process
+PYTEST_WORKERS ?= 2
+
+.PHONY: demo test lint bench clean system-deps
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Reinstall when pyproject.toml changes (the stamp is older than it).
+$(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dl]'
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev,dl]'
+	touch $@
+
+system-deps:
+	./scripts/system-deps.sh
+
+# `povertymap run` without a config maps the demo country (generated into data/demo on
+# first use) and scores the map against its ground truth.
+demo: $(VENV)/.demo-installed
+	$(BIN)/povertymap run
+
+test: system-deps $(VENV)/.test-installed
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
+
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+bench: $(VENV)/.test-installed
+	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info

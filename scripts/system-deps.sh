@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# System packages the test suite needs, installed with apt when missing.
+# Nothing is needed beyond Python yet: rasterio, pyogrio and exactextract ship GDAL in
+# their wheels. Packages are listed here as they become needed (one line of reason each).
+set -euo pipefail
+packages=()
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+fi

@@ -1,0 +1,456 @@
+"""The ``povertymap`` command line: thin commands that compose library calls.
+
+User errors (bad config, bad input files) exit with code 2 and one line on stderr;
+``povertymap --debug ...`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from povertymap import __version__
+from povertymap.errors import PovertyMapError
+
+app = typer.Typer(
+    name="povertymap",
+    help="Map poverty from household surveys and open geospatial data, and plan targeting.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+ProgressCallback = Callable[[str, int, int], None]
+
+
+class _State:
+    debug = False
+
+
+def _user_errors(func: F) -> F:
+    """Turn a PovertyMapError into one red line on stderr and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except PovertyMapError as exc:
+            if _State.debug:
+                raise
+            message = escape(str(exc))  # messages hold brackets: povertymap[dl], band[1]
+            err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def _progress() -> Iterator[ProgressCallback]:
+    """A rich progress bar driven by the library's ``progress(step, done, total)`` calls."""
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(step: str, done: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = bar.add_task(step, total=total)
+            bar.update(tasks[step], completed=done, total=total)
+
+        yield update
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"povertymap {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv: debug).")
+    ] = 0,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """povertymap: poverty maps with honest uncertainty, and the targeting plans they support."""
+    _State.debug = debug
+    # Our own log at WARNING (-v: INFO, -vv: DEBUG); libraries (GDAL via rasterio, ...) only
+    # at ERROR unless -vv, since their warnings repeat what our typed errors say better.
+    logging.basicConfig(
+        level=logging.DEBUG if verbose >= 2 else logging.ERROR,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False)],
+        force=True,
+    )
+    logging.getLogger("povertymap").setLevel(logging.WARNING - 10 * min(verbose, 2))
+
+
+@app.command()
+@_user_errors
+def validate(
+    config: Annotated[Path, typer.Argument(help="Study-area YAML file.")],
+) -> None:
+    """Load a study-area config and every input it names, and summarise them.
+
+    Prints a table of sources (CRS, size, resolution, rows) and any problems found;
+    exits 0 if the study area is usable, 2 with a one-line error otherwise.
+
+    Example: povertymap validate data/demo/study.yaml
+    """
+    from povertymap.io.configfile import read_config
+    from povertymap.validation import validate as run_validation
+
+    cfg = read_config(config)
+    with _progress() as progress:
+        report = run_validation(cfg, progress=progress)
+    table = Table(title=f"study area {cfg.name!r} (working CRS {report.area.crs.to_string()})")
+    for col in ("source", "file", "kind", "CRS", "size", "resolution", "contents", "problems"):
+        table.add_column(col, overflow="fold")
+    for s in report.sources:
+        table.add_row(
+            s.key,
+            s.path,
+            s.kind,
+            s.crs,
+            s.size,
+            s.resolution,
+            s.rows,
+            "[yellow]" + "; ".join(s.problems) + "[/]" if s.problems else "ok",
+        )
+    console.print(table)
+    for problem in report.problems:
+        console.print(f"[yellow]problem:[/] {problem}", soft_wrap=True)
+    n = len(report.problems)
+    console.print(
+        f"usable: {len(report.sources)} sources, {n} problem(s) to review"
+        if n
+        else f"usable: {len(report.sources)} sources, no problems"
+    )
+
+
+@app.command()
+@_user_errors
+def info(run_dir: Annotated[Path, typer.Argument(help="A run directory (runs/<run_id>).")]) -> None:
+    """Describe a run: its inputs, outputs, headline metrics, and whether files are intact.
+
+    Example: povertymap info runs/demo-20261130T120000Z-1a2b3c
+    """
+    from povertymap.rundir import RunDirectory
+
+    run = RunDirectory.open(run_dir)
+    m = run.manifest
+    console.print(
+        f"[bold]{run.run_id}[/]  created {m.get('created', '?')}  "
+        f"povertymap {m.get('version', '?')}"
+    )
+    inputs = Table(title="inputs")
+    for col in ("key", "file", "sha256", "bytes"):
+        inputs.add_column(col)
+    for key, meta in m.get("inputs", {}).items():
+        inputs.add_row(key, Path(meta["path"]).name, meta["sha256"][:12], f"{meta['bytes']:,}")
+    console.print(inputs)
+    files = Table(title="outputs")
+    for col in ("file", "sha256", "bytes"):
+        files.add_column(col)
+    for rel, meta in m.get("files", {}).items():
+        files.add_row(rel, meta["sha256"][:12], f"{meta['bytes']:,}")
+    console.print(files)
+    if (run.path / "metrics.json").exists():
+        cv = run.json("metrics.json").get("cv", {})
+        if cv:
+            r2, rho = cv.get("r2", float("nan")), cv.get("spearman", float("nan"))
+            console.print(
+                f"cross-validation ({cv.get('scheme')}, {cv.get('folds')} folds): "
+                f"r2 {r2:.3f}, spearman {rho:.3f}"
+            )
+    bad = run.verify()
+    if bad:
+        from povertymap.errors import RunDirError
+
+        raise RunDirError(
+            f"{run.path}: {len(bad)} file(s) differ from the manifest: {', '.join(bad)}"
+        )
+    console.print("all files match the manifest")
+
+
+def _say(text: str) -> None:
+    console.print(text, soft_wrap=True, highlight=False)
+
+
+DEMO_DIR = Path("data/demo")
+RUNS_DIR = Path("runs")
+
+
+def _demo_config() -> tuple[Path, Path]:
+    """The demo country's config (generated on first use) and its truth folder."""
+    from povertymap.world import generate
+
+    study = DEMO_DIR / "study.yaml"
+    if not study.exists():
+        err_console.print(f"generating the demo country into {DEMO_DIR} (once)...")
+        with _progress() as progress:
+            generate("demo", seed=7, out=DEMO_DIR, progress=progress)
+    return study, DEMO_DIR / "truth"
+
+
+@app.command()
+@_user_errors
+def world(
+    out: Annotated[Path, typer.Option(help="Folder to write the country into.")],
+    preset: Annotated[str, typer.Option(help="tiny (tests), demo, or large.")] = "demo",
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same bytes.")] = 7,
+    if_missing: Annotated[
+        bool, typer.Option("--if-missing", help="Do nothing if OUT/study.yaml exists.")
+    ] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty OUT.")] = False,
+) -> None:
+    """Simulate a synthetic country with ground truth and write its input files.
+
+    Writes OUT/study.yaml with rasters, vectors and survey files a real user would bring,
+    and OUT/truth/ with what real data never has (true poverty of every cell).
+
+    Example: povertymap world --preset demo --seed 7 --out data/demo
+    """
+    from povertymap.world import generate
+
+    if if_missing and (out / "study.yaml").exists():
+        _say(f"{out / 'study.yaml'} exists; not regenerated")
+        return
+    with _progress() as progress:
+        study = generate(preset, seed=seed, out=out, progress=progress, overwrite=overwrite)
+    _say(f"wrote {study} (truth in {out / 'truth'})")
+
+
+@app.command()
+@_user_errors
+def run(
+    config: Annotated[
+        Path | None, typer.Argument(help="Study-area YAML; default: the demo country.")
+    ] = None,
+    runs: Annotated[Path, typer.Option("--out", help="Folder of run directories.")] = RUNS_DIR,
+    truth: Annotated[
+        Path | None,
+        typer.Option(help="A synthetic country's truth/ folder, to score the finished map."),
+    ] = None,
+) -> None:
+    """Map poverty: features, cross-validated model, map, admin estimates, report.
+
+    Without CONFIG, maps the embedded demo country (generated on first use) and scores
+    the map against its ground truth. Prints the run directory and the headline figures.
+
+    Example: povertymap run data/demo/study.yaml --out runs
+    """
+    from povertymap.io.configfile import read_config
+    from povertymap.pipeline import run as run_job
+
+    if config is None:
+        config, truth = _demo_config()
+    cfg = read_config(config)
+    with _progress() as progress:
+        result = run_job(cfg, runs=runs, truth=truth, progress=progress)
+    _headline(result.path, result.metrics)
+
+
+def _headline(path: Path, metrics: dict[str, Any]) -> None:
+    cv = metrics["cv"]
+    models = cv.get("models", {})
+    _say(f"run directory: {path}")
+    line = f"{cv['scheme']} cross-validation ({cv['folds']} folds): r2 {cv['r2']:.3f}"
+    if "baseline" in models:
+        line += f" (nightlights only {models['baseline']['r2']:.3f})"
+    if "random_cv" in cv:
+        line += f"; random folds would claim {cv['random_cv']['r2']:.3f}"
+    _say(line)
+    dark = cv.get("by_group", {}).get("lights", {}).get("dark")
+    if dark and "r2" in dark:
+        _say(f"dark clusters (no nightlights): r2 {dark['r2']:.3f} over {int(dark['n'])}")
+    truth = metrics.get("truth")
+    if truth and "estimate" in truth:
+        t = truth["estimate"]
+        _say(
+            f"map vs true cell values: r2 {t['all']['r2']:.3f} over {truth['n_cells']} "
+            f"populated cells" + (f", dark cells {t['dark']['r2']:.3f}" if "dark" in t else "")
+        )
+    report = path / "report.html"
+    if report.exists():
+        _say(f"report: {report}")
+
+
+@app.command()
+@_user_errors
+def evaluate(
+    config: Annotated[Path, typer.Argument(help="Study-area YAML (survey + features).")],
+    cv: Annotated[str | None, typer.Option(help="spatial, random or group.")] = None,
+    group: Annotated[
+        str | None, typer.Option(help="Survey column for --cv group (e.g. fold, region).")
+    ] = None,
+    folds: Annotated[int | None, typer.Option(help="Folds for spatial/random CV.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (must not exist).")] = None,
+    redisplace: Annotated[
+        int,
+        typer.Option(
+            help="Also re-displace the clusters this many times (DHS rules) "
+            "and report how the CV r2 moves; needs boundaries."
+        ),
+    ] = 0,
+) -> None:
+    """Cross-validate the configured model only: metrics.json and out-of-fold predictions.
+
+    Works with configs holding just survey clusters and precomputed feature tables; the
+    way to benchmark a feature set.
+
+    Example: povertymap evaluate examples/lsms-africa/build/study.yaml --cv group --group fold
+    """
+    from datetime import UTC, datetime
+
+    from povertymap.io.configfile import read_config
+    from povertymap.pipeline import evaluate as evaluate_job
+
+    cfg = read_config(config)
+    if cv is not None and cv not in ("spatial", "random", "group"):
+        from povertymap.errors import ConfigError
+
+        raise ConfigError(f"--cv {cv!r} is not a scheme", fix="use spatial, random or group")
+    scheme = cv or cfg.cv.scheme
+    if out is None:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        out = RUNS_DIR / f"{cfg.name}-evaluate-{scheme}{'-' + group if group else ''}-{stamp}"
+    with _progress() as progress:
+        result = evaluate_job(
+            cfg,
+            out=out,
+            scheme=cv,
+            group=group,
+            n_folds=folds,
+            redisplace=redisplace,
+            progress=progress,
+        )
+    m = result.metrics["cv"]
+    _say(f"wrote {result.path}")
+    _say(
+        f"{m['scheme']} CV ({m['folds']} folds, {int(m['n'])} clusters): r2 {m['r2']:.3f}, "
+        f"spearman {m['spearman']:.3f}, rmse {m['rmse']:.3g}"
+    )
+    d = result.metrics.get("displacement")
+    if d:
+        _say(
+            f"re-displaced {d['draws']} times: r2 moves by {d['mean_change']:+.3f} on average "
+            f"(sd {d['sd']:.3f}, largest {d['max_abs_change']:.3f})"
+        )
+
+
+@app.command()
+@_user_errors
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory made by `run`.")],
+    config: Annotated[Path, typer.Argument(help="Study-area YAML of the area to map.")],
+    runs: Annotated[Path, typer.Option("--out", help="Folder of run directories.")] = RUNS_DIR,
+) -> None:
+    """Map a new study area with the model saved in RUN_DIR (no survey needed).
+
+    Example: povertymap predict runs/demo-20261130T120000Z-1a2b3c other/study.yaml
+    """
+    from povertymap.io.configfile import read_config
+    from povertymap.pipeline import predict as predict_job
+
+    with _progress() as progress:
+        result = predict_job(run_dir, read_config(config), runs=runs, progress=progress)
+    _say(f"run directory: {result.path}")
+    _say(f"mapped {result.metrics['n_cells']:,} cells, {result.metrics['population']:,.0f} people")
+
+
+@app.command()
+@_user_errors
+def target(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory made by `run`.")],
+    budget: Annotated[
+        str | None,
+        typer.Option(
+            help="30% of people, '120000' people, '25000 households', or "
+            "'2000000 @ 25/person' (money at a cost per person)."
+        ),
+    ] = None,
+    unit: Annotated[str | None, typer.Option(help="cell or admin2.")] = None,
+    method: Annotated[str | None, typer.Option(help="geographic, pmt or hybrid.")] = None,
+    uncertainty: Annotated[
+        bool, typer.Option("--uncertainty", help="Rank by the predictive distribution.")
+    ] = False,
+) -> None:
+    """Plan who gets help within a budget, and say what the plan costs in poor people missed.
+
+    Writes RUN_DIR/targeting.csv (one row per cell, admin area or household: selected,
+    rank, population, expected poor, cost), replaces the report's targeting section and
+    prints the headline. Options default to the run config's targeting settings.
+
+    Example: povertymap target runs/demo-20261130T120000Z-1a2b3c --budget 30% --unit admin2
+    """
+    from pydantic import ValidationError
+
+    from povertymap.errors import ConfigError
+    from povertymap.io.configfile import read_config
+    from povertymap.pipeline import target as target_job
+    from povertymap.rundir import RunDirectory
+
+    run = RunDirectory.open(run_dir)
+    base = read_config(run.path / "config.yaml").targeting
+    changes: dict[str, object] = {
+        k: v for k, v in {"unit": unit, "method": method}.items() if v is not None
+    }
+    if uncertainty:
+        changes["uncertainty"] = True
+    try:
+        settings = base.model_validate({**base.model_dump(), **changes})
+    except ValidationError as exc:
+        raise ConfigError(
+            f"bad targeting option: {exc.errors()[0]['msg']}",
+            fix="use --unit cell|admin2 and --method geographic|pmt|hybrid",
+        ) from None
+    with _progress() as progress:
+        result = target_job(run.path, settings, budget=budget, progress=progress)
+    t = result.metrics["targeting"]
+    units = (
+        "households"
+        if settings.method != "geographic"
+        else ("cells" if settings.unit == "cell" else "admin-2 areas")
+    )
+    _say(
+        f"plan: {run.path / 'targeting.csv'} ({t['units_selected']:,} {units} selected, "
+        f"budget {t.get('budget')}, spent {t.get('spent', 0):,.0f} {t.get('measure', '')})"
+    )
+    truth = result.metrics.get("truth", {}).get("targeting")
+    if truth:
+        m = truth["methods"]["this plan"]
+        best = truth["methods"].get("oracle: true cell headcounts", {})
+        _say(
+            f"poor covered {m['poor_covered']:.1%}, exclusion error {m['exclusion_error']:.1%}"
+            + (f" (true-headcount map: {best['exclusion_error']:.1%})" if best else "")
+            + f", inclusion error {m['inclusion_error']:.1%}"
+        )
+
+
+def main() -> None:
+    """Entry point of the ``povertymap`` script."""
+    app()

@@ -1,0 +1,278 @@
+"""Zonal statistics of rasters: exact per-cell sums, aggregated to any zone.
+
+Features must mean the same thing for a survey cluster (a buffer of 2 or 5 km around a
+displaced point) and for the map (every cell, seen through a buffer of the same radius),
+or the model learns on one quantity and predicts from another. So every raster feature is
+built from *additive* layers (values, squares, indicators) in two steps:
+
+1. :func:`zonal_chunk` runs exactextract over the grid cells, window by window, giving per
+   cell the coverage-weighted ``sum`` and ``count`` (and ``max``) of each layer. Polygons
+   are reprojected to the raster's own CRS, so pixels are never resampled (a population
+   count stays a count); memory holds one window at a time, so a country larger than
+   memory works.
+2. :func:`zone_sums` adds the cell sums of the cells a zone overlaps, weighted by the share
+   of each cell inside the zone (pixels are taken as spread evenly within a cell, which
+   only matters at a zone's rim).
+
+Means, spreads, shares and quantiles are then computed from the zone's sums. Cell sums
+are cached on the study area, so clusters and cells share them.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from exactextract import exact_extract
+from exactextract.raster import NumPyRasterSource
+from pyproj import CRS
+from scipy import sparse
+
+from povertymap.engine.base import Engine, ProgressCallback
+from povertymap.features.base import FeatureBlock, ZoneChunk, chunk_zones
+from povertymap.io.raster import RasterSource
+from povertymap.predict.grid import cell_ids
+
+if TYPE_CHECKING:
+    from povertymap.studyarea import StudyArea
+
+__all__ = [
+    "Layers",
+    "RasterFeatureBlock",
+    "ZonalSpec",
+    "chunk_size_for",
+    "overlap_weights",
+    "zonal_chunk",
+    "zonal_stats",
+    "zone_sums",
+]
+
+#: Derives named float layers (NaN = no data) from a window's masked bands.
+Layers = Callable[[np.ma.MaskedArray], dict[str, np.ndarray]]
+
+_WINDOW_PIXELS = 1024  # target edge of a window, in pixels of the raster
+
+
+def chunk_size_for(source: RasterSource) -> float:
+    """Chunk edge (metres) giving windows of about 1024 pixels of ``source``."""
+    res = source.res[0]
+    if source.crs.is_geographic:
+        res *= 111_320.0  # metres per degree at the equator: an upper bound
+    return float(np.clip(res * _WINDOW_PIXELS, 5_000.0, 200_000.0))
+
+
+@dataclass(frozen=True)
+class ZonalSpec:
+    """Which bands to read and the additive layers derived from them.
+
+    Each layer gets ``<layer>_sum`` and ``<layer>_count`` (coverage-weighted number of
+    valid pixels); layers in ``max_layers`` also get ``<layer>_max``.
+    """
+
+    layers: Layers
+    bands: tuple[int, ...] | None = None
+    max_layers: tuple[str, ...] = ()
+
+
+def zonal_chunk(
+    source: RasterSource, chunk: ZoneChunk, zones_crs: CRS, spec: ZonalSpec
+) -> pd.DataFrame:
+    """Sums, counts (and maxima) of the spec's layers over one chunk of zones."""
+    polys = gpd.GeoDataFrame(geometry=chunk.geometries, crs=zones_crs).to_crs(source.crs)
+    xmin, ymin, xmax, ymax = polys.total_bounds
+    rx, ry = source.res
+    with source.reader() as reader:
+        window = reader.read(
+            (xmin - rx, ymin - ry, xmax + rx, ymax + ry),
+            bands=list(spec.bands) if spec.bands else None,
+        )
+    wxmin, wymin, wxmax, wymax = window.bounds
+    wkt = source.crs.to_wkt()
+    layers = spec.layers(window.data)
+    rasters = [
+        NumPyRasterSource(
+            np.asarray(values, dtype=np.float64),
+            wxmin,
+            wymin,
+            wxmax,
+            wymax,
+            nodata=np.nan,
+            name=name,
+            srs_wkt=wkt,
+        )
+        for name, values in layers.items()
+    ]
+    polys = polys.reset_index(drop=True)
+    table = exact_extract(rasters, polys, ["sum", "count"], output="pandas")
+    if len(rasters) == 1:  # exactextract leaves out the layer name for a single raster
+        table.columns = [f"{rasters[0].name()}_{c}" for c in table.columns]
+    for name in spec.max_layers:
+        hit = next(r for r in rasters if r.name() == name)
+        table[f"{name}_max"] = exact_extract(hit, polys, ["max"], output="pandas")["max"]
+    table.index = pd.Index(chunk.ids)
+    return table
+
+
+def zonal_stats(
+    source: RasterSource,
+    zones: gpd.GeoDataFrame,
+    spec: ZonalSpec,
+    *,
+    engine: Engine,
+    label: str = "zonal statistics",
+    progress: ProgressCallback | None = None,
+) -> pd.DataFrame:
+    """:func:`zonal_chunk` over every zone, chunk by chunk on ``engine``; indexed like zones."""
+    if len(zones) == 0:
+        return pd.DataFrame(index=zones.index)
+    chunks = chunk_zones(zones, chunk_size_for(source))
+    crs = CRS.from_user_input(zones.crs)
+
+    def kernel(chunk: ZoneChunk) -> pd.DataFrame:
+        return zonal_chunk(source, chunk, crs, spec)
+
+    return engine.map(kernel, chunks, label=label, progress=progress).reindex(zones.index)
+
+
+def cells_under(zones: gpd.GeoDataFrame, cell_size: float) -> gpd.GeoDataFrame:
+    """Grid cells (aligned to ``cell_size``) that overlap any of ``zones``, indexed by id."""
+    b = shapely.bounds(zones.geometry.values)
+    ix0 = np.floor(b[:, 0] / cell_size).astype(np.int64)
+    iy0 = np.floor(b[:, 1] / cell_size).astype(np.int64)
+    ix1 = np.ceil(b[:, 2] / cell_size).astype(np.int64)
+    iy1 = np.ceil(b[:, 3] / cell_size).astype(np.int64)
+    nx, ny = ix1 - ix0, iy1 - iy0
+    per = nx * ny
+    zone = np.repeat(np.arange(len(per)), per)
+    k = np.arange(per.sum()) - np.repeat(np.cumsum(per) - per, per)  # position within zone
+    ix = ix0[zone] + k % nx[zone]
+    iy = iy0[zone] + k // nx[zone]
+    ij = np.unique(np.column_stack([ix, iy]), axis=0)
+    boxes = shapely.box(
+        ij[:, 0] * cell_size,
+        ij[:, 1] * cell_size,
+        (ij[:, 0] + 1) * cell_size,
+        (ij[:, 1] + 1) * cell_size,
+    )
+    return gpd.GeoDataFrame(
+        {"ix": ij[:, 0], "iy": ij[:, 1]},
+        geometry=boxes,
+        index=pd.Index(cell_ids(ij[:, 0], ij[:, 1]), name="cell_id"),
+        crs=zones.crs,
+    )
+
+
+def overlap_weights(zones: gpd.GeoDataFrame, cells: gpd.GeoDataFrame) -> sparse.csr_matrix:
+    """(zones x cells) matrix: the share of each cell's area that lies inside each zone."""
+    zone_idx, cell_idx = shapely.STRtree(cells.geometry.values).query(
+        zones.geometry.values, predicate="intersects"
+    )
+    cell_geoms = cells.geometry.values[cell_idx]
+    share = shapely.area(shapely.intersection(zones.geometry.values[zone_idx], cell_geoms))
+    share = share / shapely.area(cell_geoms)
+    keep = share > 0
+    return sparse.csr_matrix(
+        (share[keep], (zone_idx[keep], cell_idx[keep])), shape=(len(zones), len(cells))
+    )
+
+
+def zone_sums(
+    area: StudyArea,
+    key: str,
+    source: RasterSource,
+    spec: ZonalSpec,
+    zones: gpd.GeoDataFrame,
+    *,
+    engine: Engine,
+    progress: ProgressCallback | None = None,
+) -> pd.DataFrame:
+    """Layer sums, counts and maxima over each zone, from cached per-cell sums.
+
+    Cell sums live in ``area.cache[key]``; cells a zone needs that are not there yet are
+    computed (and added) first.
+    """
+    cells = cells_under(zones, area.cell_size)
+    cached: pd.DataFrame | None = area.cache.get(key)
+    todo = cells if cached is None else cells.loc[~cells.index.isin(cached.index)]
+    if len(todo):
+        fresh = zonal_stats(source, todo, spec, engine=engine, label=key, progress=progress)
+        cached = fresh if cached is None else pd.concat([cached, fresh])
+        area.cache[key] = cached
+    assert cached is not None  # computed above when missing
+    table = cached.loc[cells.index]
+    weights = overlap_weights(zones, cells)
+    add = [c for c in table.columns if not c.endswith("_max")]
+    values = table[add].fillna(0.0).to_numpy()
+    out = pd.DataFrame(weights @ values, index=zones.index, columns=add)
+    for col in (c for c in table.columns if c.endswith("_max")):
+        out[col] = _sparse_max(weights, table[col].to_numpy())
+    return out
+
+
+def _sparse_max(weights: sparse.csr_matrix, values: np.ndarray) -> np.ndarray:
+    """Per zone, the maximum of ``values`` over the cells it overlaps (NaN if none valid)."""
+    out = np.full(weights.shape[0], np.nan)
+    indptr, indices = weights.indptr, weights.indices
+    for z in range(weights.shape[0]):
+        v = values[indices[indptr[z] : indptr[z + 1]]]
+        v = v[np.isfinite(v)]
+        if v.size:
+            out[z] = v.max()
+    return out
+
+
+def ratio(num: pd.Series, den: pd.Series) -> np.ndarray:
+    """``num / den`` with NaN where ``den`` is 0 (no valid pixel)."""
+    d = den.to_numpy(dtype=float)
+    return np.where(d > 0, num.to_numpy(dtype=float) / np.where(d > 0, d, 1.0), np.nan)
+
+
+class RasterFeatureBlock(FeatureBlock):
+    """A feature block over one raster, built from additive layers (see module docs).
+
+    Subclasses name the raster (``raster``), give the :class:`ZonalSpec` and turn a zone's
+    sums into features in :meth:`finish`.
+    """
+
+    raster: ClassVar[str]
+
+    def is_available(self, area: StudyArea) -> bool:
+        """Needs the raster this block reads."""
+        return self.raster in area.rasters
+
+    @abstractmethod
+    def spec(self, source: RasterSource) -> ZonalSpec:
+        """The additive layers of this block for ``source``."""
+
+    @abstractmethod
+    def finish(self, sums: pd.DataFrame, km2: np.ndarray) -> pd.DataFrame:
+        """Features from zone sums (``km2``: each zone's area in km²)."""
+
+    def transform(
+        self,
+        area: StudyArea,
+        zones: gpd.GeoDataFrame,
+        *,
+        engine: Engine,
+        progress: ProgressCallback | None = None,
+    ) -> pd.DataFrame:
+        """Features of the block for ``zones``."""
+        source = area.rasters[self.raster]
+        sums = zone_sums(
+            area,
+            f"cell-sums:{self.name}",
+            source,
+            self.spec(source),
+            zones,
+            engine=engine,
+            progress=progress,
+        )
+        out = self.finish(sums, zones.geometry.area.to_numpy() / 1e6)
+        out.index = zones.index
+        return out

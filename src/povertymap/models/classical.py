@@ -1,0 +1,184 @@
+"""Classical models over feature blocks: ridge, LightGBM, and stacks of them.
+
+Every model is an sklearn estimator built from a :class:`~povertymap.config.ModelConfig`,
+so cross-validation, stacking and rollout treat them alike. A model sees only the feature
+blocks it names: :class:`BlockSelector` keeps the columns whose prefix is a block name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.ensemble import StackingRegressor
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LinearRegression, RidgeCV
+from sklearn.model_selection import KFold
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from povertymap.config import ModelConfig
+from povertymap.errors import ConfigError, ModelError
+
+__all__ = [
+    "IMAGERY_BLOCKS",
+    "LIGHTGBM_DEFAULTS",
+    "BlockSelector",
+    "baseline_config",
+    "make_model",
+    "reference_models",
+]
+
+#: LightGBM settings for a few hundred survey clusters: shallow trees, slow learning,
+#: row and column subsampling (overridden by ``model.params``).
+LIGHTGBM_DEFAULTS: dict[str, Any] = {
+    "n_estimators": 400,
+    "learning_rate": 0.03,
+    "num_leaves": 15,
+    "min_child_samples": 10,
+    "subsample": 0.8,
+    "subsample_freq": 1,
+    "colsample_bytree": 0.8,
+    "reg_lambda": 1.0,
+    "n_jobs": 1,  # a few hundred rows: threads cost more than they save
+    "verbose": -1,
+}
+RIDGE_ALPHAS = np.logspace(-3, 4, 15)
+
+
+class BlockSelector(TransformerMixin, BaseEstimator):
+    """Keep the columns of the named feature blocks (prefix ``<block>_``); all if None.
+
+    Works on DataFrames; with plain arrays there are no names, so ``blocks`` must be None.
+    """
+
+    def __init__(self, blocks: list[str] | None = None) -> None:
+        self.blocks = blocks
+
+    def fit(self, X: Any, y: Any = None) -> BlockSelector:
+        """Remember which columns to keep."""
+        validate_data(self, X, ensure_all_finite="allow-nan", reset=True)
+        if self.blocks is None:
+            self.columns_ = list(range(self.n_features_in_))
+            return self
+        if not isinstance(X, pd.DataFrame):
+            raise ModelError(
+                "selecting feature blocks needs a DataFrame with named columns",
+                fix="pass the feature table as a pandas DataFrame",
+            )
+        prefixes = tuple(f"{b}_" for b in self.blocks)
+        self.columns_ = [i for i, c in enumerate(X.columns) if str(c).startswith(prefixes)]
+        if not self.columns_:
+            raise ModelError(
+                f"no feature column belongs to the blocks {self.blocks}",
+                fix="check model.features against the blocks the study area computes",
+            )
+        return self
+
+    def transform(self, X: Any) -> Any:
+        """The selected columns (a DataFrame stays a DataFrame)."""
+        check_is_fitted(self, "columns_")
+        checked = validate_data(self, X, ensure_all_finite="allow-nan", reset=False)
+        if isinstance(X, pd.DataFrame):
+            return X.iloc[:, self.columns_]
+        return checked[:, self.columns_]
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Names of the kept columns."""
+        check_is_fitted(self, "columns_")
+        names = getattr(self, "feature_names_in_", None)
+        if names is None:
+            names = np.array([f"x{i}" for i in range(self.n_features_in_)], dtype=object)
+        return np.asarray(names, dtype=object)[self.columns_]
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
+
+
+def make_model(cfg: ModelConfig) -> BaseEstimator:
+    """An unfitted sklearn regressor for ``cfg`` (ridge, LightGBM or stack)."""
+    select = ("select", BlockSelector(cfg.features))
+    if cfg.name == "ridge":
+        alphas = cfg.params.get("alphas", RIDGE_ALPHAS)
+        return Pipeline(
+            [
+                select,
+                ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+                ("scale", StandardScaler()),
+                ("ridge", RidgeCV(alphas=alphas)),
+            ]
+        )
+    if cfg.name == "lightgbm":
+        from lightgbm import LGBMRegressor
+
+        params = {**LIGHTGBM_DEFAULTS, "random_state": cfg.random_state, **cfg.params}
+        return Pipeline([select, ("lightgbm", LGBMRegressor(**params))])
+    if cfg.name == "stack":
+        if not cfg.estimators:
+            raise ConfigError(
+                "model name: stack needs a list of estimators",
+                where="key model.estimators",
+                fix="list the models to combine, e.g. [{name: ridge, features: [cnn]}, "
+                "{name: lightgbm}]",
+            )
+        members = [
+            (f"{i}_{m.name}", make_model(_inherit(m, cfg))) for i, m in enumerate(cfg.estimators)
+        ]
+        # Inner folds are random: the outer cross-validation that reports accuracy is the
+        # spatial one, and the meta-model only weighs a handful of member predictions.
+        return Pipeline(
+            [
+                select,
+                (
+                    "stack",
+                    StackingRegressor(
+                        estimators=members,
+                        final_estimator=LinearRegression(positive=True),
+                        cv=KFold(5, shuffle=True, random_state=cfg.random_state),
+                    ),
+                ),
+            ]
+        )
+    raise ConfigError(f"unknown model {cfg.name!r}", fix="use ridge, lightgbm or stack")
+
+
+def _inherit(member: ModelConfig, parent: ModelConfig) -> ModelConfig:
+    """A stack member keeps its own settings and the parent's seed."""
+    return member.model_copy(update={"random_state": parent.random_state})
+
+
+#: Feature blocks made from daytime imagery.
+IMAGERY_BLOCKS = ("img", "cnn", "rcf")
+
+
+def _restricted(cfg: ModelConfig, blocks: list[str]) -> ModelConfig:
+    """The same learner (LightGBM for a stack) on ``blocks`` only."""
+    name = "lightgbm" if cfg.name == "stack" else cfg.name
+    params = {} if cfg.name == "stack" else cfg.params
+    return ModelConfig(name=name, features=blocks, params=params, random_state=cfg.random_state)
+
+
+def baseline_config(cfg: ModelConfig) -> ModelConfig:
+    """The nightlights-only baseline fitted beside every model: same learner, ``nl`` only."""
+    return _restricted(cfg, ["nl"])
+
+
+def reference_models(cfg: ModelConfig, columns: Iterable[str]) -> dict[str, ModelConfig]:
+    """Models fitted beside ``cfg`` on the same folds, to show what each source adds:
+    ``baseline`` (nightlights only) and ``no_imagery`` (every block but imagery), when the
+    feature table allows them."""
+    blocks = sorted({str(c).split("_", 1)[0] for c in columns})
+    used = cfg.features or blocks
+    out = {}
+    if "nl" in blocks:
+        out["baseline"] = baseline_config(cfg)
+    plain = [b for b in used if b not in IMAGERY_BLOCKS]
+    if plain and len(plain) < len(used):
+        out["no_imagery"] = _restricted(cfg, plain)
+    return out

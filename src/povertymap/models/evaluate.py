@@ -1,0 +1,202 @@
+"""Accuracy of models: metrics overall and by group, and cross-validation of a study area."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.base import BaseEstimator, clone
+
+from povertymap.config import ModelConfig
+from povertymap.errors import ConfigError, ModelError
+from povertymap.features.nightlights import DARK_THRESHOLD
+from povertymap.models.classical import make_model, reference_models
+from povertymap.models.cv import Fold, distance_match, make_folds, match_block_size, out_of_fold
+
+if TYPE_CHECKING:
+    from povertymap.engine.base import ProgressCallback
+    from povertymap.studyarea import StudyArea
+
+__all__ = [
+    "CrossValidation",
+    "cross_validate",
+    "fit_model",
+    "metrics_by_group",
+    "regression_metrics",
+]
+
+MIN_CLUSTERS = 20  # fewer survey clusters cannot support a cross-validated model
+MIN_GROUP = 5  # groups with fewer rows get no metrics (r² of three points means nothing)
+
+
+def regression_metrics(
+    y: np.ndarray, pred: np.ndarray, weight: np.ndarray | None = None
+) -> dict[str, float]:
+    """r², Spearman and Pearson correlation, RMSE, bias, calibration slope, variance ratio.
+
+    ``r2`` is the coefficient of determination of the predictions themselves
+    (1 - SSE/SST), not a squared correlation: shrinkage and bias lower it. ``slope`` is the
+    OLS slope of observed on predicted (1: calibrated; above 1: predictions shrunk toward
+    the mean) and ``variance_ratio`` the variance of predictions over that of observations.
+    With ``weight`` (e.g. population), every sum is weighted, so the metrics describe the
+    average person rather than the average row; Spearman stays unweighted.
+    """
+    y = np.asarray(y, dtype=float)
+    pred = np.asarray(pred, dtype=float)
+    w = np.ones_like(y) if weight is None else np.asarray(weight, dtype=float)
+    ok = np.isfinite(y) & np.isfinite(pred) & np.isfinite(w) & (w > 0)
+    y, pred, w = y[ok], pred[ok], w[ok] / w[ok].sum() if ok.any() else w[ok]
+    n = len(y)
+    if n < 3:
+        return {"n": float(n)}
+    my, mp = float(w @ y), float(w @ pred)
+    var_y, var_p = float(w @ (y - my) ** 2), float(w @ (pred - mp) ** 2)
+    cov = float(w @ ((y - my) * (pred - mp)))
+    resid = y - pred
+    nan = float("nan")
+    return {
+        "n": float(n),
+        "r2": 1.0 - float(w @ resid**2) / var_y if var_y > 0 else nan,
+        "spearman": float(stats.spearmanr(y, pred).statistic) if var_p > 0 else nan,
+        "pearson": cov / np.sqrt(var_y * var_p) if var_p > 0 and var_y > 0 else nan,
+        "rmse": float(np.sqrt(w @ resid**2)),
+        "bias": mp - my,
+        "slope": cov / var_p if var_p > 0 else nan,
+        "variance_ratio": var_p / var_y if var_y > 0 else nan,
+    }
+
+
+def metrics_by_group(
+    y: np.ndarray, pred: np.ndarray, groups: dict[str, pd.Series]
+) -> dict[str, dict[str, Any]]:
+    """:func:`regression_metrics` within each value of each grouping (e.g. urban, region)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, labels in groups.items():
+        values = labels.to_numpy()
+        per = {}
+        for value in pd.unique(values):
+            sel = values == value
+            if sel.sum() >= MIN_GROUP:
+                per[str(value)] = regression_metrics(np.asarray(y)[sel], np.asarray(pred)[sel])
+        out[name] = per
+    return out
+
+
+@dataclass
+class CrossValidation:
+    """Out-of-fold predictions of the model (and baseline) and their metrics."""
+
+    scheme: str
+    folds: list[Fold]
+    oof: pd.DataFrame
+    """Per cluster: ``y``, ``pred`` (the model), ``fold``, and a column per other model."""
+    metrics: dict[str, Any]
+    models: dict[str, ModelConfig]
+    """Every model scored, by name: ``model`` and the reference and compared models."""
+
+
+def _groups(area: StudyArea, X: pd.DataFrame) -> dict[str, pd.Series]:
+    """Groupings of clusters for metrics: urban/rural, admin-1 region, dark/lit."""
+    c = area.clusters
+    out: dict[str, pd.Series] = {}
+    if "urban" in c:
+        out["urban"] = c["urban"].map({True: "urban", False: "rural"})
+    if "parent_id" in c:
+        out["region"] = c["parent_id"].astype(str)
+    if "nl_mean" in X:
+        out["lights"] = pd.Series(
+            np.where(X["nl_mean"] < DARK_THRESHOLD, "dark", "lit"), index=X.index
+        )
+    return out
+
+
+def cross_validate(
+    area: StudyArea,
+    X: pd.DataFrame,
+    *,
+    models: dict[str, ModelConfig] | None = None,
+    scheme: str | None = None,
+    group: str | None = None,
+    n_folds: int | None = None,
+    compare_random: bool = True,
+    prediction: tuple[np.ndarray, np.ndarray] | None = None,
+    progress: ProgressCallback | None = None,
+) -> CrossValidation:
+    """Cross-validate the configured model and, when nightlight features exist, the baseline.
+
+    ``models`` adds named models to compare on the same folds (their out-of-fold
+    predictions become columns of ``oof``). With ``compare_random``, the model is also
+    scored on random folds so reports can show how optimistic random CV is.
+    """
+    cfg = area.config
+    cv_cfg = cfg.cv if n_folds is None else cfg.cv.model_copy(update={"folds": n_folds})
+    y = area.clusters["target"].to_numpy(dtype=float)
+    if len(y) < MIN_CLUSTERS:
+        raise ModelError(
+            f"{len(y)} survey clusters are too few to fit and cross-validate a model",
+            fix=f"use a survey with at least {MIN_CLUSTERS} clusters",
+        )
+    xy = np.column_stack([area.clusters.geometry.x, area.clusters.geometry.y])
+    scheme = scheme or cv_cfg.scheme
+    matching: dict[str, Any] = {}
+    if scheme == "spatial" and cv_cfg.block_size_m == "auto":
+        if prediction is None:
+            raise ConfigError(
+                "cv.block_size_m: auto matches distances to the map's cells, and this job "
+                "makes no map",
+                where="key cv.block_size_m",
+                fix="give a block size in metres (e.g. 50000) for evaluate",
+            )
+        size, tried = match_block_size(cv_cfg, xy, *prediction)
+        cv_cfg = cv_cfg.model_copy(update={"block_size_m": size, "buffer_m": 0.0})
+        matching["candidates"] = tried
+    folds = make_folds(cv_cfg, area.clusters, xy, scheme=scheme, group=group)
+    if prediction is not None:
+        matching.update(distance_match(xy, folds, *prediction))
+    named = {"model": cfg.model, **reference_models(cfg.model, X.columns), **(models or {})}
+    oof = pd.DataFrame({"y": y}, index=X.index)
+    for name, model_cfg in named.items():
+        pred, fold_id = out_of_fold(
+            partial(make_model, model_cfg), X, y, folds, progress=progress, label=f"CV {name}"
+        )
+        oof["pred" if name == "model" else name] = pred
+        oof["fold"] = fold_id
+    groups = _groups(area, X)
+    metrics: dict[str, Any] = {
+        "scheme": scheme,
+        "folds": len(folds),
+        **regression_metrics(y, oof["pred"].to_numpy()),
+        "by_group": metrics_by_group(y, oof["pred"].to_numpy(), groups),
+        "dropped_by_buffer": int(sum(f.dropped for f in folds)),
+        **(
+            {"block_size_m": cv_cfg.block_size_m, "buffer_m": cv_cfg.buffer_m}
+            if scheme == "spatial"
+            else {}
+        ),
+        **({"distance_match": matching} if matching else {}),
+        "models": {
+            name: {
+                **regression_metrics(y, oof[name if name != "model" else "pred"].to_numpy()),
+                "by_group": metrics_by_group(
+                    y, oof[name if name != "model" else "pred"].to_numpy(), groups
+                ),
+            }
+            for name in named
+        },
+    }
+    if compare_random and scheme != "random":
+        rnd = make_folds(cv_cfg, area.clusters, xy, scheme="random")
+        pred, _ = out_of_fold(
+            partial(make_model, cfg.model), X, y, rnd, progress=progress, label="CV random folds"
+        )
+        metrics["random_cv"] = regression_metrics(y, pred)
+    return CrossValidation(scheme, folds, oof, metrics, named)
+
+
+def fit_model(model_cfg: ModelConfig, X: pd.DataFrame, y: np.ndarray) -> BaseEstimator:
+    """The model refitted on every cluster, for the map."""
+    return clone(make_model(model_cfg)).fit(X, y)

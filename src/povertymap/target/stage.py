@@ -1,0 +1,198 @@
+"""The targeting stage of a run: the plan at the configured budget, and its evaluation.
+
+:func:`make_plan` turns a run's cells (with poverty headcounts) and, for household
+methods, a registry and the survey into the plan written to ``targeting.csv``.
+:func:`targeting_methods` lines up the alternatives a ministry would weigh (the map, a
+nightlights-only map, the best map without imagery, a proxy means test, the hybrid, a
+lottery and the oracles) so :func:`evaluate_methods` scores them on the same households.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from povertymap.errors import ConfigError
+from povertymap.estimate.headcount import headcount
+from povertymap.target.allocate import aggregate_units, allocate
+from povertymap.target.baselines import (
+    AreaRanking,
+    HouseholdRanking,
+    Hybrid,
+    Lottery,
+    Method,
+    compare,
+    headline,
+    targeting_curves,
+)
+from povertymap.target.budget import Budget
+from povertymap.target.metrics import parity_gaps
+from povertymap.target.pmt import ProxyMeansTest, hybrid_select, pmt_columns, select_households
+from povertymap.target.settings import TargetingSettings
+
+__all__ = [
+    "TargetingEvaluation",
+    "area_units",
+    "evaluate_methods",
+    "fit_pmt",
+    "make_plan",
+    "map_headcounts",
+    "plan_summary",
+    "targeting_methods",
+]
+
+#: Registry/survey columns that are not proxy-means-test variables in our files.
+NOT_PMT_EXTRA = ("asset_index", "registry_weight", "urban", "hh_id", "in_registry")
+
+
+def area_units(cells: pd.DataFrame, unit: str, rate: str = "poverty_rate") -> pd.DataFrame:
+    """Units for :func:`allocate`: cells as they are, or cells summed into admin-2 areas."""
+    keep = [
+        c
+        for c in ("population", "urban", "admin_id", "parent_id", "poverty_lower", "poverty_upper")
+        if c in cells
+    ]
+    units = cells[keep].assign(poverty_rate=cells[rate].to_numpy())
+    units.index.name = "cell_id"
+    if unit == "admin2":
+        units = aggregate_units(units, by="admin_id")
+        units.index.name = "admin_id"
+    return units
+
+
+def fit_pmt(survey: pd.DataFrame, registry: pd.DataFrame) -> tuple[ProxyMeansTest, list[str]]:
+    """A proxy means test of survey welfare on the variables the registry also holds."""
+    if "welfare" not in survey:
+        raise ConfigError(
+            "a proxy means test needs household welfare in the survey",
+            where="key survey.households.welfare",
+            fix="name the log consumption column of the households file",
+        )
+    cols = pmt_columns(survey, registry, exclude=NOT_PMT_EXTRA)
+    weight = survey["weight"].to_numpy() if "weight" in survey else None
+    pmt = ProxyMeansTest().fit(survey[cols], survey["welfare"].to_numpy(), sample_weight=weight)
+    return pmt, cols
+
+
+def make_plan(
+    cells: pd.DataFrame,
+    settings: TargetingSettings,
+    *,
+    budget: str | None = None,
+    registry: pd.DataFrame | None = None,
+    survey: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """The plan at ``budget`` (default: the settings'): one row per unit or household.
+
+    Area plans are indexed by ``cell_id`` or ``admin_id`` with ``selected``, ``rank``,
+    ``population``, ``expected_poor`` and ``cost``; household plans by ``household_id``.
+    """
+    chosen = Budget.parse(budget or settings.budget)
+    options: dict[str, Any] = {
+        "rank_by": settings.rank_by,
+        "uncertainty": settings.uncertainty,
+        "min_share": settings.min_share_admin1,
+        "unit_cap": settings.unit_cap,
+    }
+    units = area_units(cells, settings.unit)
+    if settings.method == "geographic":
+        return allocate(units, chosen, **options)
+    if registry is None or survey is None:
+        raise ConfigError(
+            f"targeting method {settings.method!r} needs a household registry and survey "
+            "households",
+            where="key registry",
+            fix="add registry: {path: ...} to the config, or use method geographic",
+        )
+    pmt, cols = fit_pmt(survey, registry)
+    score = pd.Series(pmt.predict(registry[cols]), index=registry["household_id"].to_numpy())
+    weight = "weight" if "weight" in registry else None
+    if settings.method == "pmt":
+        return select_households(registry, score, chosen, weight_col=weight)
+    area_col = "cell_id" if settings.unit == "cell" else "admin_id"
+    return hybrid_select(
+        units, registry, score, chosen, area_col=area_col, weight_col=weight, **options
+    )
+
+
+def plan_summary(plan: pd.DataFrame, settings: TargetingSettings) -> dict[str, Any]:
+    """The plan's headline: units chosen, people and expected poor covered, money spent."""
+    coverage = plan["coverage"] if "coverage" in plan else plan["selected"].astype(float)
+    out: dict[str, Any] = {
+        "method": settings.method,
+        "unit": settings.unit,
+        **{k: plan.attrs[k] for k in ("budget", "measure", "spent", "unspent") if k in plan.attrs},
+        "units_selected": int((coverage > 0).sum()),
+    }
+    for column in ("population", "expected_poor", "hh_size"):
+        if column in plan:
+            out[f"{column}_covered"] = float((plan[column] * coverage).sum())
+    return out
+
+
+def map_headcounts(
+    cells: pd.DataFrame, column: str, within_sd: Mapping[bool, float], poverty_line: float
+) -> pd.Series:
+    """Headcount per cell implied by a map of mean log welfare (``column``)."""
+    urban = cells["urban"].to_numpy(bool) if "urban" in cells else np.zeros(len(cells), bool)
+    sd = np.where(urban, within_sd.get(True, np.nan), within_sd.get(False, np.nan))
+    sd = np.where(np.isfinite(sd), sd, np.nanmean(list(within_sd.values())))
+    return pd.Series(headcount(cells[column].to_numpy(), sd, poverty_line), index=cells.index)
+
+
+def targeting_methods(
+    cells: pd.DataFrame,
+    maps: Mapping[str, str],
+    *,
+    registry: pd.DataFrame | None,
+    survey: pd.DataFrame | None,
+    true_cells: pd.DataFrame | None = None,
+) -> dict[str, Method]:
+    """The alternatives to compare: each map (``{label: headcount column}``), the PMT and
+    hybrid (with a registry), a lottery, and the oracles (with the truth)."""
+    methods: dict[str, Method] = {}
+    for label, column in maps.items():
+        if column in cells:
+            methods[label] = AreaRanking(area_units(cells, "cell", column))
+    if registry is not None and survey is not None and "welfare" in survey:
+        pmt, cols = fit_pmt(survey, registry)
+        score = pd.Series(pmt.predict(registry[cols]), index=registry["household_id"].to_numpy())
+        methods["proxy means test"] = HouseholdRanking(score)
+        if "poverty_rate" in cells:
+            methods["hybrid: map, then PMT"] = Hybrid(area_units(cells, "cell"), score)
+    methods["lottery"] = Lottery()
+    if true_cells is not None:
+        oracle = cells[["population", "urban", "parent_id"]].assign(
+            oracle=true_cells["poverty_rate"].reindex(cells.index).to_numpy()
+        )
+        methods["oracle: true cell headcounts"] = AreaRanking(area_units(oracle, "cell", "oracle"))
+        methods["oracle: true household consumption"] = HouseholdRanking("log_consumption")
+    return methods
+
+
+@dataclass(frozen=True)
+class TargetingEvaluation:
+    """Every method at the budget (by group), the headline, curves and parity gaps."""
+
+    table: pd.DataFrame
+    headline: dict[str, Any]
+    curves: pd.DataFrame
+    gaps: pd.DataFrame
+
+
+def evaluate_methods(
+    methods: Mapping[str, Method], households: pd.DataFrame, budget: str, rho: float = 3.0
+) -> TargetingEvaluation:
+    """Score the methods on the same households (``poor``, ``consumption``, ``hh_size``,
+    ``cell_id``, groups ``urban`` and ``admin1_id``), at ``budget`` and across budgets."""
+    table = compare(methods, households, budget, rho=rho)
+    return TargetingEvaluation(
+        table=table,
+        headline=headline(methods, households, budget, rho=rho),
+        curves=targeting_curves(methods, households, rho=rho),
+        gaps=parity_gaps(table),
+    )

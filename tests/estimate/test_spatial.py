@@ -1,0 +1,153 @@
+"""Error fields, variograms and area intervals under spatially correlated errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from povertymap.errors import ModelError
+from povertymap.estimate.aggregate import simulate_area_intervals, weighted_area_means
+from povertymap.estimate.spatial import (
+    ExponentialCovariance,
+    GridFieldSampler,
+    empirical_variogram,
+    fit_exponential,
+)
+
+
+def _grid(n: int, size: float = 1000.0) -> tuple[np.ndarray, np.ndarray]:
+    gx, gy = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    return (gx.ravel() + 0.5) * size, (gy.ravel() + 0.5) * size
+
+
+def test_grid_fields_have_unit_variance_and_exponential_correlation() -> None:
+    x, y = _grid(40)
+    sampler = GridFieldSampler(x, y, 5000.0)
+    f = sampler.sample(600, np.random.default_rng(0))
+    assert sampler.negative_share < 0.01
+    assert f.var() == pytest.approx(1.0, abs=0.05)
+    grid = f.reshape(40, 40, -1)
+    for lag in (1, 5):
+        corr = np.mean(grid[:-lag] * grid[lag:]) / np.mean(grid**2)
+        assert corr == pytest.approx(np.exp(-lag * 1000 / 5000), abs=0.05)
+
+
+def test_variogram_recovers_the_covariance_after_removing_known_noise() -> None:
+    rng = np.random.default_rng(1)
+    x, y = _grid(160, 500.0)  # 80 x 80 km at 500 m
+    truth = ExponentialCovariance(nugget=0.01, partial_sill=0.03, range_m=8000.0)
+    field = GridFieldSampler(x, y, truth.range_m).sample(1, rng)[:, 0]
+    pick = rng.choice(x.size, 2500, replace=False)
+    noise_var = rng.uniform(0.005, 0.03, pick.size)
+    values = (
+        np.sqrt(truth.partial_sill) * field[pick]
+        + rng.normal(0, np.sqrt(truth.nugget), pick.size)
+        + rng.normal(0, np.sqrt(noise_var))
+    )
+    vg = empirical_variogram(x[pick], y[pick], values, noise_var, max_dist=30_000, n_bins=15)
+    fit = fit_exponential(vg)
+    assert fit.sill == pytest.approx(truth.sill, rel=0.25)
+    assert fit.shared_share == pytest.approx(truth.shared_share, abs=0.12)
+    assert 5000 < fit.range_m < 13_000
+    # without removing the noise the nugget absorbs it and the shared share drops
+    naive = fit_exponential(
+        empirical_variogram(x[pick], y[pick], values, max_dist=30_000, n_bins=15)
+    )
+    assert naive.shared_share < fit.shared_share - 0.1
+    anchored = fit_exponential(vg, total_var=truth.sill)
+    assert anchored.sill == pytest.approx(truth.sill)
+    two = ExponentialCovariance(0.01, 0.02, 2000.0, long_sill=0.02, long_range_m=20_000.0)
+    assert two.sill == pytest.approx(0.05) and two.long_share == pytest.approx(0.4)
+    assert two.semivariance([1e9])[0] == pytest.approx(0.05)
+
+
+def test_variogram_refuses_too_few_pairs() -> None:
+    with pytest.raises(ModelError, match="pairs"):
+        empirical_variogram([0, 1e6], [0, 0], [1.0, 2.0], max_dist=1000)
+
+
+def _replicate_coverage(shared_model: float, reps: int, seed: int) -> tuple[float, float, float]:
+    """Area coverage when the truth is drawn from the error model itself."""
+    rng = np.random.default_rng(seed)
+    x, y = _grid(40)
+    n = x.size
+    areas = (np.floor(x / 10_000) * 10 + np.floor(y / 10_000)).astype(int)
+    w = rng.lognormal(3, 1, n)
+    est = rng.normal(1.0, 0.3, n)
+    sigma = np.where(rng.random(n) < 0.2, 0.15, 0.25)
+    true_shared, rng_m = 0.7, 4000.0
+    sampler = GridFieldSampler(x, y, rng_m)
+    hits, hits_avg = [], []
+    for _ in range(reps):
+        err = sigma * (
+            np.sqrt(true_shared) * sampler.sample(1, rng)[:, 0]
+            + np.sqrt(1 - true_shared) * rng.standard_normal(n)
+        )
+        truth = weighted_area_means(est + err, w, areas)
+        sims = simulate_area_intervals(
+            est,
+            sigma,
+            w,
+            {"a": areas},
+            x=x,
+            y=y,
+            covariance=ExponentialCovariance(1 - shared_model, shared_model, rng_m),
+            n_sims=150,
+            rng=rng,
+            level=0.9,
+        )["a"]
+        hits.append((sims["lower"] <= truth) & (truth <= sims["upper"]))
+        # averaging the cell bounds (perfect correlation)
+        lo = weighted_area_means(est - 1.645 * sigma, w, areas)
+        hi = weighted_area_means(est + 1.645 * sigma, w, areas)
+        hits_avg.append((lo <= truth) & (truth <= hi))
+    cover = float(np.mean(np.concatenate(hits)))
+    return cover, float(np.mean(np.concatenate(hits_avg))), float(sims["sd"].mean())
+
+
+def test_correlated_simulation_covers_area_means() -> None:
+    cover, cover_avg, _ = _replicate_coverage(0.7, reps=80, seed=2)
+    # 16 areas x 80 replicates; binomial sd 0.0075 if independent, but areas of one
+    # replicate share an error field (and 150 draws estimate each quantile), so the band
+    # is +/- 0.045
+    assert cover == pytest.approx(0.9, abs=0.045)
+    assert cover_avg > 0.99  # averaging bounds is far too wide
+
+
+def test_independent_errors_give_intervals_far_too_narrow() -> None:
+    cover, _, _ = _replicate_coverage(0.0, reps=40, seed=3)
+    assert cover < 0.6
+
+
+def test_simulated_headcounts_average_to_the_expected_headcount() -> None:
+    from scipy.special import ndtr
+
+    rng = np.random.default_rng(4)
+    x, y = _grid(20)
+    est = rng.normal(1.0, 0.4, x.size)
+    sigma = np.full(x.size, 0.2)
+    sw = np.full(x.size, 0.5)
+    w = np.ones(x.size)
+    out = simulate_area_intervals(
+        est,
+        sigma,
+        w,
+        {"all": np.zeros(x.size)},
+        x=x,
+        y=y,
+        covariance=ExponentialCovariance(0.5, 0.3, 3000.0, 0.2, 20_000.0),
+        n_sims=2000,
+        rng=rng,
+        poverty_line=1.1,
+        within_sd=sw,
+    )["all"]
+    expected = float(np.mean(ndtr((1.1 - est) / np.sqrt(sw**2 + sigma**2))))
+    assert out["poverty_sim_mean"].iloc[0] == pytest.approx(expected, abs=3e-3)
+    assert out["sim_mean"].iloc[0] == pytest.approx(est.mean(), abs=0.01)
+    assert out["poverty_lower"].iloc[0] < expected < out["poverty_upper"].iloc[0]
+
+
+def test_weighted_area_means_ignore_missing_cells() -> None:
+    m = weighted_area_means([1.0, np.nan, 3.0, 5.0], [1.0, 1.0, 3.0, 0.0], ["a", "a", "a", "b"])
+    assert m["a"] == pytest.approx(2.5)
+    assert np.isnan(m["b"])

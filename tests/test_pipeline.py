@@ -1,0 +1,174 @@
+"""The main job end to end on the tiny synthetic country, and the evaluate/predict jobs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+import yaml
+from typer.testing import CliRunner
+
+from povertymap.cli import app
+from povertymap.io.configfile import read_config
+from povertymap.pipeline import RunResult, evaluate, predict, run
+from povertymap.rundir import RunDirectory
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> RunResult:
+    return run(
+        read_config(tiny_world),
+        runs=tmp_path_factory.mktemp("runs"),
+        truth=tiny_world.parent / "truth",
+    )
+
+
+def test_run_directory_is_complete_and_verified(tiny_run: RunResult) -> None:
+    run_dir = RunDirectory.open(tiny_run.path)
+    assert run_dir.verify() == []
+    files = set(run_dir.manifest["files"])
+    for name in (
+        "config.yaml",
+        "metrics.json",
+        "cells.parquet",
+        "map.tif",
+        "admin.gpkg",
+        "oof.csv",
+        "report.html",
+        "model/model.joblib",
+    ):
+        assert name in files, name
+    assert set(run_dir.manifest["inputs"]) >= {"boundaries", "survey.clusters", "rasters.imagery"}
+    assert not any(p.name.startswith(".") for p in tiny_run.path.parent.iterdir())
+
+
+def test_cells_map_and_admin_agree(tiny_run: RunResult, tiny_world: Path) -> None:
+    cells = gpd.read_parquet(tiny_run.path / "cells.parquet")
+    assert cells.index.name == "cell_id" and cells.crs.to_epsg() == 32736
+    assert {"population", "estimate", "baseline", "urban", "admin_id"} <= set(cells.columns)
+    assert cells["estimate"].notna().all()
+    with rasterio.open(tiny_run.path / "map.tif") as ds:
+        assert ds.descriptions[0] == "estimate" and ds.res == (1000.0, 1000.0)
+        band = ds.read(1)
+        inverse = ~ds.transform
+        cols, rows = inverse * (
+            cells.geometry.centroid.x.to_numpy(),
+            cells.geometry.centroid.y.to_numpy(),
+        )
+        rows, cols = np.floor(rows).astype(int), np.floor(cols).astype(int)
+        assert np.allclose(band[rows, cols], cells["estimate"].to_numpy(dtype="float32"))
+        assert np.isnan(band).sum() == band.size - len(cells)  # nodata outside the cells
+    admin = gpd.read_file(tiny_run.path / "admin.gpkg")
+    # cell people add up to the areas' map population; the census gives ``population``
+    assert admin["map_population"].sum() == pytest.approx(cells["population"].sum())
+    census = pd.read_csv(tiny_world.parent / "census.csv", dtype={"admin2_id": str})
+    by_id = admin.set_index("admin_id")["population"]
+    assert np.allclose(by_id.loc[census["admin2_id"]], census["population"])
+    a = admin.set_index("admin_id").iloc[0]
+    mine = cells[cells["admin_id"] == a.name]
+    assert a["estimate"] == pytest.approx(np.average(mine["estimate"], weights=mine["population"]))
+
+
+def test_metrics_hold_cv_baseline_random_and_truth(tiny_run: RunResult) -> None:
+    m = json.loads((tiny_run.path / "metrics.json").read_text())
+    cv = m["cv"]
+    assert cv["scheme"] == "spatial" and cv["folds"] == 5 and cv["n"] == 60
+    assert {"model", "baseline"} <= set(cv["models"]) and "random_cv" in cv
+    assert set(cv["by_group"]) >= {"urban", "region", "lights"}
+    oof = pd.read_csv(tiny_run.path / "oof.csv")
+    y, pred = oof["y"].to_numpy(), oof["pred"].to_numpy()
+    assert cv["r2"] == pytest.approx(1 - np.sum((y - pred) ** 2) / np.sum((y - y.mean()) ** 2))
+    assert m["truth"]["n_cells"] > 100 and "dark" in m["truth"]["estimate"]
+    assert set(m["timings_s"]) >= {"features", "cross_validation", "rollout", "report"}
+
+
+def test_report_shows_its_figures(tiny_run: RunResult) -> None:
+    html = (tiny_run.path / "report.html").read_text()
+    for name in ("map", "admin", "cv_scatter"):
+        assert f'src="figures/{name}.png"' in html
+        assert (tiny_run.path / "figures" / f"{name}.png").stat().st_size > 5000
+    assert "Check against the ground truth" in html and "nightlights only" in html
+
+
+def test_predict_reproduces_the_map(tiny_run: RunResult, tiny_world: Path, tmp_path: Path) -> None:
+    result = predict(tiny_run.path, read_config(tiny_world), runs=tmp_path)
+    again = gpd.read_parquet(result.path / "cells.parquet")
+    first = gpd.read_parquet(tiny_run.path / "cells.parquet")
+    # predict maps with the raw model (calibration and intervals need the new area's survey)
+    assert np.allclose(again["estimate"], first.loc[again.index, "raw_estimate"])
+    assert RunDirectory.open(result.path).manifest["model_run"] == tiny_run.path.name
+
+
+def test_failed_run_leaves_no_directory(tiny_world: Path, tmp_path: Path) -> None:
+    from povertymap.errors import ModelError
+
+    cfg = read_config(tiny_world)
+    cfg = cfg.model_copy(update={"cv": cfg.cv.model_copy(update={"block_size_m": 1e6})})
+    with pytest.raises(ModelError):
+        run(cfg, runs=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _table_study(root: Path, signal: bool) -> Path:
+    """240 clusters with a feature table: the target is a function of f1 (or of nothing)."""
+    rng = np.random.default_rng(0)
+    n = 240
+    clusters = pd.DataFrame(
+        {
+            "cluster_id": [f"k{i}" for i in range(n)],
+            "lon": rng.uniform(30, 31, n),
+            "lat": rng.uniform(-2, -1, n),
+            "region": np.repeat(["a", "b", "c"], n // 3),
+        }
+    )
+    f1 = rng.normal(size=n)
+    clusters["y"] = 2 * f1 + 0.1 * rng.normal(size=n) if signal else rng.normal(size=n)
+    root.mkdir(parents=True, exist_ok=True)
+    clusters.to_csv(root / "clusters.csv", index=False)
+    pd.DataFrame({"cluster_id": clusters["cluster_id"], "f1": f1, "f2": rng.normal(size=n)}).to_csv(
+        root / "features.csv", index=False
+    )
+    config = {
+        "name": "tables",
+        "survey": {"clusters": {"path": "clusters.csv", "target": "y"}},
+        "tables": [{"path": "features.csv", "key": "cluster_id"}],
+        "model": {"name": "ridge"},
+    }
+    (root / "study.yaml").write_text(yaml.safe_dump(config))
+    return root / "study.yaml"
+
+
+@pytest.mark.parametrize("signal", [True, False])
+def test_evaluate_tables_only(tmp_path: Path, signal: bool) -> None:
+    study = _table_study(tmp_path / "s", signal)
+    result = evaluate(read_config(study), out=tmp_path / "eval", scheme="group", group="region")
+    cv = result.metrics["cv"]
+    assert cv["scheme"] == "group" and cv["folds"] == 3
+    if signal:
+        assert cv["r2"] > 0.95
+    else:
+        assert cv["r2"] < 0.1
+    oof = pd.read_csv(tmp_path / "eval" / "oof.csv")
+    assert len(oof) == 240 and set(oof["fold"]) == {0, 1, 2}
+
+
+def test_cli_evaluate_and_run_refusal(tmp_path: Path) -> None:
+    study = _table_study(tmp_path / "s", True)
+    runner = CliRunner()
+    result = runner.invoke(
+        app,
+        ["evaluate", str(study), "--cv", "random", "--folds", "4", "--out", str(tmp_path / "e")],
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "random CV (4 folds, 240 clusters): r2 0.9" in result.stdout
+    # a map needs boundaries: a clear error, exit 2, nothing written
+    result = runner.invoke(app, ["run", str(study), "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "no boundaries" in result.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
