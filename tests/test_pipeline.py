@@ -46,7 +46,9 @@ def test_run_directory_is_complete_and_verified(tiny_run: RunResult) -> None:
     ):
         assert name in files, name
     assert set(run_dir.manifest["inputs"]) >= {"boundaries", "survey.clusters", "rasters.imagery"}
-    assert not any(p.name.startswith(".") for p in tiny_run.path.parent.iterdir())
+    # nothing half-written beside it (.cache keeps image embeddings for the next run)
+    leftovers = [p.name for p in tiny_run.path.parent.iterdir() if p.name != ".cache"]
+    assert leftovers == [tiny_run.path.name]
 
 
 def test_cells_map_and_admin_agree(tiny_run: RunResult, tiny_world: Path) -> None:
@@ -113,7 +115,7 @@ def test_failed_run_leaves_no_directory(tiny_world: Path, tmp_path: Path) -> Non
     cfg = cfg.model_copy(update={"cv": cfg.cv.model_copy(update={"block_size_m": 1e6})})
     with pytest.raises(ModelError):
         run(cfg, runs=tmp_path)
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir() if p.name != ".cache"] == []
 
 
 def _table_study(root: Path, signal: bool) -> Path:

@@ -37,7 +37,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 ProgressCallback = Callable[[str, int, int], None]
 
 
-class _State:
+class _Invocation:
+    """Options of the current command line, set by the top-level callback on every call."""
+
     debug = False
 
 
@@ -49,7 +51,7 @@ def _user_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except PovertyMapError as exc:
-            if _State.debug:
+            if _Invocation.debug:
                 raise
             message = escape(str(exc))  # messages hold brackets: povertymap[dl], band[1]
             err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
@@ -96,7 +98,7 @@ def _main(
     ] = False,
 ) -> None:
     """povertymap: poverty maps with honest uncertainty, and the targeting plans they support."""
-    _State.debug = debug
+    _Invocation.debug = debug
     # Our own log at WARNING (-v: INFO, -vv: DEBUG); libraries (GDAL via rasterio, ...) only
     # at ERROR unless -vv, since their warnings repeat what our typed errors say better.
     logging.basicConfig(
@@ -255,6 +257,14 @@ def run(
         Path | None,
         typer.Option(help="A synthetic country's truth/ folder, to score the finished map."),
     ] = None,
+    compare: Annotated[
+        bool,
+        typer.Option(
+            "--compare",
+            help="Also cross-validate and map the tabular, random-"
+            "feature, transfer-CNN and stacked models, side by side.",
+        ),
+    ] = False,
 ) -> None:
     """Map poverty: features, cross-validated model, map, admin estimates, report.
 
@@ -270,7 +280,7 @@ def run(
         config, truth = _demo_config()
     cfg = read_config(config)
     with _progress() as progress:
-        result = run_job(cfg, runs=runs, truth=truth, progress=progress)
+        result = run_job(cfg, runs=runs, truth=truth, compare=compare, progress=progress)
     _headline(result.path, result.metrics)
 
 

@@ -25,7 +25,7 @@ import shapely
 import yaml
 
 from povertymap import __version__
-from povertymap.config import ModelConfig, StudyAreaConfig
+from povertymap.config import StudyAreaConfig
 from povertymap.engine.base import Engine, ProgressCallback, get_engine
 from povertymap.errors import ConfigError
 from povertymap.estimate import (
@@ -40,6 +40,7 @@ from povertymap.io.configfile import read_config
 from povertymap.io.survey import read_registry
 from povertymap.io.vector import read_vector
 from povertymap.io.writers import RasterWriter, write_json, write_table, write_vector
+from povertymap.models.classical import comparison_models
 from povertymap.models.evaluate import CrossValidation, cross_validate, fit_model
 from povertymap.models.store import SavedModel, load_model, save_model
 from povertymap.predict.aggregate import weighted_by_area
@@ -136,17 +137,18 @@ def run(
     cfg: StudyAreaConfig,
     *,
     runs: Path,
-    compare: dict[str, ModelConfig] | None = None,
+    compare: bool = False,
     truth: Path | None = None,
     run_id: str | None = None,
     progress: ProgressCallback | None = None,
 ) -> RunResult:
     """The main job: map the study area and write ``runs/<run_id>/`` (published atomically).
 
-    ``compare`` adds named models cross-validated on the same folds as the main model and
-    mapped beside it. ``truth`` (a synthetic country's ``truth/`` folder) adds a check of
-    the finished map against the truth to the metrics and report; it is read only after
-    every estimate is made.
+    ``compare`` adds the :func:`~povertymap.models.classical.comparison_models`
+    (tabular, random features, transfer CNN, stacked), cross-validated on the same folds as
+    the main model and mapped beside it. ``truth`` (a synthetic country's ``truth/``
+    folder) adds a check of the finished map against the truth to the metrics and report;
+    it is read only after every estimate is made.
     """
     timer = Timer()
     config_text = resolved_config_text(cfg)
@@ -173,8 +175,9 @@ def run(
         with timer.stage("cross_validation"):
             centres = shapely.get_coordinates(shapely.centroid(area.grid.geometry.values))
             people = features.cell_facts["population"].to_numpy(dtype=float)
+            compared = comparison_models(cfg.model, X.columns) if compare else None
             cv = cross_validate(
-                area, X, models=compare, prediction=(centres, people), progress=progress
+                area, X, models=compared, prediction=(centres, people), progress=progress
             )
         with timer.stage("fit"):
             fitted = {name: fit_model(m, X, y) for name, m in cv.models.items()}
@@ -331,7 +334,7 @@ def _run_report(
     report.add(uncertainty_section(cells, area.cell_size, metrics, target))
     report.add(small_area_section(admin, metrics))
     if "truth" in metrics:
-        report.add(truth_section(metrics["truth"]))
+        report.add(truth_section(metrics["truth"], metrics["cv"]))
         report.add(coverage_section(metrics["truth"]))
     report.add(Section("Data sources", sources_table(area)))
     return report

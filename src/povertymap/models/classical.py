@@ -29,6 +29,7 @@ __all__ = [
     "LIGHTGBM_DEFAULTS",
     "BlockSelector",
     "baseline_config",
+    "comparison_models",
     "make_model",
     "reference_models",
 ]
@@ -167,6 +168,27 @@ def _restricted(cfg: ModelConfig, blocks: list[str]) -> ModelConfig:
 def baseline_config(cfg: ModelConfig) -> ModelConfig:
     """The nightlights-only baseline fitted beside every model: same learner, ``nl`` only."""
     return _restricted(cfg, ["nl"])
+
+
+def comparison_models(cfg: ModelConfig, columns: Iterable[str]) -> dict[str, ModelConfig]:
+    """Models compared by ``povertymap run --compare`` on the same folds as ``cfg``:
+    one per kind of evidence (tabular, random features, transfer CNN) and a stack of them,
+    for the blocks the feature table has (the nightlights-only and no-imagery references
+    are always fitted)."""
+    blocks = sorted({str(c).split("_", 1)[0] for c in columns})
+    tabular = [b for b in blocks if b not in IMAGERY_BLOCKS and b != "table"] + (
+        ["img"] if "img" in blocks else []
+    )
+    seed = cfg.random_state
+    out: dict[str, ModelConfig] = {}
+    if tabular:
+        out["tabular"] = ModelConfig(name="lightgbm", features=tabular, random_state=seed)
+    for block, label in (("rcf", "random features"), ("cnn", "transfer CNN")):
+        if block in blocks:
+            out[label] = ModelConfig(name="ridge", features=[block], random_state=seed)
+    if len(out) > 1:
+        out["stacked"] = ModelConfig(name="stack", estimators=list(out.values()), random_state=seed)
+    return out
 
 
 def reference_models(cfg: ModelConfig, columns: Iterable[str]) -> dict[str, ModelConfig]:

@@ -224,8 +224,25 @@ def study_config(spec: WorldSpec, poverty_line: float) -> dict[str, Any]:
         "nightlights": {"path": "nightlights.tif"},
         "population": {"path": "population.tif"},
     }
+    features: dict[str, Any] = {}
+    model: dict[str, Any] = {"name": "lightgbm"}
     if spec.imagery_res_m is not None:
         rasters["imagery"] = {"path": "imagery.tif", "bands": list(BANDS)}
+        # the best model of `povertymap run --compare` on the demo (docs/deep.md): a stack
+        # of LightGBM on tabular features and ridge on each kind of image embedding, with
+        # the CNN's fast setting (width 8, 4 epochs)
+        features = {
+            "blocks": ["nl", "pop", "img", "osm", "settle", "cnn", "rcf"],
+            "params": {"cnn": {"width": 8, "epochs": 4}},
+        }
+        model = {
+            "name": "stack",
+            "estimators": [
+                {"name": "lightgbm", "features": ["nl", "pop", "img", "osm", "settle"]},
+                {"name": "ridge", "features": ["rcf"]},
+                {"name": "ridge", "features": ["cnn"]},
+            ],
+        }
     return {
         "name": spec.name,
         "crs": spec.crs,
@@ -255,6 +272,8 @@ def study_config(spec: WorldSpec, poverty_line: float) -> dict[str, Any]:
             "households": "households",
         },
         "registry": {"path": "registry.parquet", "weight": "registry_weight"},
+        **({"features": features} if features else {}),
+        "model": model,
         # the survey is dense: match CV distances to the map's (see docs/methods.md)
         "cv": {"block_size_m": "auto"},
         "poverty_line": round(poverty_line, 6),
