@@ -64,6 +64,7 @@ def validate(cfg: StudyAreaConfig, progress: ProgressCallback | None = None) -> 
         *(_raster(area, name) for name in area.rasters),
         *(_vector(area, name, repaired) for name in area.vectors),
         *(_table(area, i) for i in range(len(area.tables))),
+        *_census(area),
         *_registry(area),
     ]
     return ValidationReport(area, sources)
@@ -183,6 +184,18 @@ def _table(area: StudyArea, i: int) -> SourceSummary:
         "",
         f"{len(df)} rows x {df.shape[1]} features",
     )
+
+
+def _census(area: StudyArea) -> list[SourceSummary]:
+    cfg, census = area.config.census, area.census
+    if cfg is None or census is None:
+        return []
+    return [
+        SourceSummary(
+            "census", _rel(area, cfg.path), "census table", "", "", "",
+            f"{len(census)} admin units, {census['population'].sum():,.0f} people",
+        )
+    ]
 
 
 def _registry(area: StudyArea) -> list[SourceSummary]:
