@@ -192,7 +192,12 @@ def _census(area: StudyArea) -> list[SourceSummary]:
         return []
     return [
         SourceSummary(
-            "census", _rel(area, cfg.path), "census table", "", "", "",
+            "census",
+            _rel(area, cfg.path),
+            "census table",
+            "",
+            "",
+            "",
             f"{len(census)} admin units, {census['population'].sum():,.0f} people",
         )
     ]
