@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ from povertymap.models.classical import comparison_models
 from povertymap.models.evaluate import CrossValidation, cross_validate, fit_model
 from povertymap.models.store import SavedModel, load_model, save_model
 from povertymap.predict.aggregate import weighted_by_area
-from povertymap.predict.rollout import cells_to_raster, map_cells
+from povertymap.predict.rollout import cells_to_raster, map_cells, out_of_area_predictions
 from povertymap.report import (
     Report,
     Section,
@@ -183,6 +184,16 @@ def run(
             fitted = {name: fit_model(m, X, y) for name, m in cv.models.items()}
         with timer.stage("rollout"):
             cells = map_cells(area, features.cell_facts, features.cells, fitted)
+        if area.households is not None:  # small-area estimation needs independent maps
+            with timer.stage("out_of_area"):
+                cells["pred_out_of_area"] = out_of_area_predictions(
+                    partial(fit_model, cv.models["model"]),
+                    X,
+                    y,
+                    area.clusters["admin_id"].reindex(X.index).to_numpy(),
+                    features.cells,
+                    cells["admin_id"].to_numpy(),
+                )
         with timer.stage("estimate"):
             estimates = estimate_cells(area, cv.oof, cells)
             cells = cells.rename(columns={"estimate": "raw_estimate"}).join(
@@ -198,6 +209,7 @@ def run(
             "n_cells": len(cells),
             "population": float(cells["population"].sum()),
             "estimate": estimates.metrics,
+            "urban_cells": features.cell_facts.attrs.get("urban_rule"),
         }
         registry = read_registry(cfg.registry) if cfg.registry is not None else None
         plan = None

@@ -85,3 +85,23 @@ def test_calibration_refuses_unusable_predictions() -> None:
         LinearCalibrator(method="isotonic").fit(y, y)
     with pytest.raises(ModelError, match="at least 10"):
         LinearCalibrator().fit(y[:5], y[:5])
+
+
+def test_balanced_against_a_realised_target_uses_its_extra_variance() -> None:
+    # the map is judged against realised means: truth + a deviation no model predicts
+    pred, y, truth = _data(seed=3)
+    extra = 0.5
+    realised = truth + np.random.default_rng(4).normal(0, np.sqrt(extra), truth.size)
+    cal = LinearCalibrator(method="balanced").fit(pred, y, noise_var=NOISE, target_extra_var=extra)
+    r_target = np.sqrt(R2 * 1.0 / (1.0 + extra))  # corr(pred, realised)
+    assert cal.r_ == pytest.approx(r_target, abs=0.01)
+    s, ratio = _slope_ratio(cal.predict(pred), realised)
+    assert s == pytest.approx(np.sqrt(r_target), abs=0.02)
+    assert ratio == pytest.approx(r_target, abs=0.03)
+    assert cal.report_["r2_target"] == pytest.approx(r_target**2, abs=0.01)
+    assert cal.report_["var_ratio_after_target"] == pytest.approx(r_target, abs=0.03)
+    # r^2 = 0.7 would make the targets attainable against the truth, not against realised
+    # means with that much extra variance (r^2 0.47 < 0.65)
+    assert cal.report_["attainable"] is False
+    plain = LinearCalibrator(method="balanced").fit(pred, y, noise_var=NOISE)
+    assert plain.report_["attainable"] is True

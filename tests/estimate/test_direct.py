@@ -12,6 +12,7 @@ from povertymap.estimate.direct import (
     direct_estimates,
     gvf_variances,
     household_size,
+    realized_mean_factor,
     within_sd,
 )
 
@@ -103,3 +104,74 @@ def test_survey_errors_name_the_problem(survey: tuple) -> None:
         direct_estimates(stray, cl)
     with pytest.raises(SurveyError, match="no column 'district'"):
         direct_estimates(hh, cl, by="district")
+
+
+def test_realized_mean_factor_is_one_for_one_household_and_kish_over_h_for_many() -> None:
+    rng = np.random.default_rng(0)
+    hh = pd.DataFrame(
+        {
+            "cluster_id": 0,
+            "welfare": 0.0,
+            "weight": 1.0,
+            "hh_size": 1 + rng.poisson(4.0, 5000),
+        }
+    )
+    _, kish = household_size(hh)
+    f = realized_mean_factor(hh, np.array([0.0, 0.5, 1.0, 1.5, 2.0, 10.0, 200.0]))
+    assert f[0] == 0.0 and f[1] == 0.0  # no household: nothing realised
+    assert f[2] == pytest.approx(1.0)  # one household: its own deviation, whatever its size
+    assert f[2] > f[3] > f[4] > f[5] > f[6]
+    assert 1 / 2 < f[4] < kish / 2  # two households: between equal sizes and K / H
+    assert f[5] == pytest.approx(kish / 10, rel=0.08)
+    assert f[6] == pytest.approx(kish / 200)
+    # a direct check for H = 2 by simulation
+    m = hh["hh_size"].to_numpy(dtype=float)
+    pairs = rng.choice(m, size=(200_000, 2))
+    exact = np.mean((pairs**2).sum(axis=1) / pairs.sum(axis=1) ** 2)
+    assert f[4] == pytest.approx(exact, rel=0.02)
+
+
+def _two_strata_survey() -> tuple[pd.DataFrame, pd.DataFrame]:
+    # one domain, 4 PSUs: two urban (mean 10), two rural (mean 0); within-PSU spread 1
+    households = pd.DataFrame(
+        {
+            "cluster_id": [1, 1, 2, 2, 3, 3, 4, 4],
+            "welfare": [9.0, 11.0, 9.5, 10.5, -1.0, 1.0, -0.5, 0.5],
+            "weight": 1.0,
+        }
+    )
+    clusters = pd.DataFrame(
+        {"cluster_id": [1, 2, 3, 4], "admin_id": "A", "urban": [True, True, False, False]}
+    )
+    return households, clusters
+
+
+def test_strata_remove_between_stratum_differences_from_the_variance() -> None:
+    hh, cl = _two_strata_survey()
+    plain = direct_estimates(hh, cl, person_weighted=False).loc["A"]
+    strat = direct_estimates(hh, cl, person_weighted=False, strata=("urban",)).loc["A"]
+    assert plain["direct"] == strat["direct"] == pytest.approx(5.0)
+    # unstratified: t_k = +-(2 x 5)/8 = +-1.25; v = 4/3 x 4 x 1.25^2
+    assert plain["direct_var"] == pytest.approx(4 / 3 * 4 * 1.25**2)
+    # stratified: every PSU sits at its stratum mean: 2/1 x 0 per stratum
+    assert strat["direct_var"] == pytest.approx(0.0, abs=1e-12)
+    # a stratum with one PSU in the domain is collapsed, not dropped
+    one = direct_estimates(hh[hh["cluster_id"] != 4], cl, strata=("urban",), person_weighted=False)
+    assert one.loc["A", "direct_var"] > 0
+
+
+def test_first_stage_census_leaves_only_the_second_stage_variance() -> None:
+    hh, cl = _two_strata_survey()
+    # every EA surveyed (pi = 1): only the subsampling of households within EAs remains
+    census = direct_estimates(hh, cl.assign(pi=1.0), person_weighted=False).loc["A"]
+    z = (hh["welfare"] - 5.0) / 8.0
+    s2z = z.groupby(hh["cluster_id"]).var(ddof=1)
+    assert census["direct_var"] == pytest.approx(float((2 * s2z).sum()))
+    wr = direct_estimates(hh, cl, person_weighted=False).loc["A"]
+    assert census["direct_var"] < 0.05 * wr["direct_var"]
+    # the same from listed households: weight 1 with 2 sampled -> pi = listed / 2;
+    # 2 listed: pi = 1 and a complete second stage (no variance at all)
+    listed = direct_estimates(hh, cl.assign(ea_households=2), person_weighted=False).loc["A"]
+    assert listed["direct_var"] == pytest.approx(0.0, abs=1e-12)
+    half = direct_estimates(hh, cl.assign(pi=0.5), person_weighted=False).loc["A"]
+    assert census["direct_var"] < half["direct_var"] < wr["direct_var"]

@@ -12,6 +12,8 @@ from povertymap.estimate.spatial import (
     GridFieldSampler,
     empirical_variogram,
     fit_exponential,
+    fit_nested,
+    nested_variogram,
 )
 
 
@@ -151,3 +153,69 @@ def test_weighted_area_means_ignore_missing_cells() -> None:
     m = weighted_area_means([1.0, np.nan, 3.0, 5.0], [1.0, 1.0, 3.0, 0.0], ["a", "a", "a", "b"])
     assert m["a"] == pytest.approx(2.5)
     assert np.isnan(m["b"])
+
+
+def test_nested_variogram_separates_admin_effects_from_the_field() -> None:
+    # errors = district effect (var 0.01) + exponential field (0.01) + nugget (0.02)
+    rng = np.random.default_rng(6)
+    x, y = _grid(120, 500.0)  # 60 x 60 km
+    a2 = (np.floor(x / 10_000) * 10 + np.floor(y / 12_000)).astype(int)  # 36 districts
+    a1 = (np.floor(x / 30_000) * 10 + np.floor(y / 30_000)).astype(int)  # 4 regions
+    field = GridFieldSampler(x, y, 4000.0).sample(1, rng)[:, 0]
+    effect = rng.normal(0, 0.1, a2.max() + 1)
+    pick = rng.choice(x.size, 3000, replace=False)
+    noise_var = np.full(pick.size, 0.01)
+    values = (
+        effect[a2[pick]]
+        + np.sqrt(0.01) * field[pick]
+        + rng.normal(0, np.sqrt(0.02), pick.size)
+        + rng.normal(0, 0.1, pick.size)
+    )
+    vg = nested_variogram(
+        x[pick], y[pick], values, noise_var, a2[pick], a1[pick], max_dist=30_000, n_bins=12
+    )
+    assert set(vg["other_admin2"]) == {0, 1}
+    fit = fit_nested(vg)
+    # one draw of 36 district effects (their regional means vary by chance too, which the
+    # admin-1 sill may take): together they are the effects' realised variance
+    realised = float(np.var(effect[np.unique(a2)]))
+    assert fit.admin2_sill + fit.admin1_sill == pytest.approx(realised, rel=0.35)
+    assert fit.admin2_sill > 2 * fit.admin1_sill
+    assert fit.nugget == pytest.approx(0.02, rel=0.3)
+    assert fit.sill == pytest.approx(0.04, rel=0.3)
+    assert fit.area_share("admin2") == pytest.approx(fit.admin2_sill / fit.sill)
+    scaled = fit.scaled(2.0)
+    assert scaled.sill == pytest.approx(2 * fit.sill)
+    assert scaled.shared_share == pytest.approx(fit.shared_share)
+
+
+def test_area_effects_widen_area_intervals_to_the_shared_error() -> None:
+    rng = np.random.default_rng(6)
+    x, y = _grid(30)
+    areas = (np.floor(x / 10_000) * 10 + np.floor(y / 10_000)).astype(int)  # 9 areas
+    n = x.size
+    sigma = np.full(n, 0.2)
+    common = dict(x=x, y=y, covariance=None, n_sims=1500, rng=rng, level=0.9)
+    plain = simulate_area_intervals(np.zeros(n), sigma, np.ones(n), {"a": areas}, **common)["a"]
+    shared = simulate_area_intervals(
+        np.zeros(n),
+        sigma,
+        np.ones(n),
+        {"a": areas},
+        area_effects={"admin2": (areas, 0.25)},
+        **common,
+    )["a"]
+    # 100 cells per area: independent errors average out (sd 0.2 x sqrt(0.75 / 100)); the
+    # area effect (sd 0.2 x 0.5) does not
+    assert plain["sd"].mean() == pytest.approx(0.02, rel=0.1)
+    expected = 0.2 * np.sqrt(0.25 + 0.75 / 100)
+    assert shared["sd"].mean() == pytest.approx(expected, rel=0.1)
+    with pytest.raises(ModelError, match="shares"):
+        simulate_area_intervals(
+            np.zeros(n),
+            sigma,
+            np.ones(n),
+            {"a": areas},
+            area_effects={"admin2": (areas, 0.7), "admin1": (areas, 0.5)},
+            **common,
+        )

@@ -72,7 +72,7 @@ def test_stage_outputs_and_contracts(country: Any) -> None:
 def test_regression_calibration_has_unit_slope_on_cells(country: Any) -> None:
     _, ev = _run(country, FAST.model_copy(update={"calibration": "regression"}))
     assert ev["calibration"]["after"]["slope_pop"] == pytest.approx(1.0, abs=0.1)
-    _, ev_b = _run(country)
+    _, ev_b = _run(country, FAST.model_copy(update={"calibration": "balanced"}))
     after = ev_b["calibration"]["after"]
     assert after["var_ratio_pop"] > ev["calibration"]["after"]["var_ratio_pop"]
 
@@ -128,3 +128,144 @@ def test_coverage_and_sae_gain_averaged_over_surveys(country_factory: Any) -> No
     assert np.mean(rural) == pytest.approx(0.9, abs=0.04)
     assert np.mean(admin) == pytest.approx(0.9, abs=0.06)  # 6 x 24 areas
     assert np.mean(fh) < np.mean(direct)
+
+
+def _heteroscedastic(c: Any, urban_sd: float, seed: int = 5) -> Any:
+    """The country with extra model error in urban cells (the same at their clusters)."""
+    rng = np.random.default_rng(seed)
+    cells = c.cells.copy()
+    extra = np.where(cells["urban"], rng.normal(0, urban_sd, len(cells)), 0.0)
+    cells["pred"] = cells["pred"] + extra
+    at = pd.Series(
+        np.arange(len(cells)),
+        index=pd.MultiIndex.from_arrays([cells["easting"], cells["northing"]]),
+    )
+    k = at.reindex(pd.MultiIndex.from_arrays([c.oof["easting"], c.oof["northing"]])).to_numpy()
+    oof = c.oof.assign(pred=c.oof["pred"].to_numpy() + extra[k])
+    return c, cells, oof, k
+
+
+def test_mondrian_groups_clusters_by_the_map_cells_flag(country: Any) -> None:
+    # the survey calls two thirds of the clusters in rural cells urban (another
+    # definition); urban cells have larger errors (no calibration, to keep them apart)
+    c, cells, oof, k = _heteroscedastic(country, urban_sd=0.5)
+    flip = ~oof["urban"].to_numpy() & (np.arange(len(oof)) % 3 != 0)
+    survey = oof.assign(urban=oof["urban"].to_numpy() | flip)
+    clusters = c.clusters.assign(urban=survey["urban"].to_numpy())
+    cover = {}
+    for groups in ("map", "survey"):
+        res = estimate_map(
+            survey,
+            cells,
+            c.households,
+            clusters,
+            c.admin,
+            poverty_line=c.poverty_line,
+            settings=FAST.model_copy(update={"mondrian_groups": groups, "calibration": "none"}),
+            rng=np.random.default_rng(0),
+        )
+        ev = evaluate_against_truth(res, c.truth_cells, c.truth_admin)
+        cover[groups] = ev["cell_coverage"]["urban"]
+        if groups == "map":
+            assert res.conformal.n_[True] == int(cells["urban"].to_numpy()[k].sum())
+        else:
+            assert res.conformal.n_[True] == int(survey["urban"].sum())
+    # grouped like the cells, the urban quantile sees the urban cells' large errors; by
+    # the survey's flag it is diluted by rural places
+    assert cover["map"] == pytest.approx(0.9, abs=0.05)
+    assert cover["survey"] < cover["map"] - 0.05
+
+
+def test_cells_featurised_unlike_clusters_are_flagged(country: Any) -> None:
+    c = country
+    cells = c.cells.assign(pred=c.cells["pred"] + np.where(c.cells["urban"], 0.3, 0.0))
+    res = estimate_map(
+        c.oof,
+        cells,
+        c.households,
+        c.clusters,
+        c.admin,
+        poverty_line=c.poverty_line,
+        settings=FAST,
+        rng=np.random.default_rng(0),
+    )
+    gaps = res.metrics["cell_vs_cluster"]["groups"]
+    assert gaps["survey_urban_map_urban"]["mean_gap"] == pytest.approx(
+        0.3 * res.calibrator.slope_, abs=1e-9
+    )
+    assert gaps["survey_rural_map_rural"]["mean_gap"] == pytest.approx(0.0, abs=1e-9)
+    assert any("urban clusters in urban map cells" in w for w in res.metrics["warnings"])
+    plain, _ = _run(c)
+    assert not any("featurised" in w or "cell features" in w for w in plain.metrics["warnings"])
+
+
+def test_a_populated_cell_holds_at_least_one_household(country: Any) -> None:
+    c = country
+    cells = c.cells.copy()
+    tiny = cells.index[:20]
+    cells.loc[tiny, "population"] = 2.0  # fewer people than a mean household
+    res = estimate_map(
+        c.oof,
+        cells,
+        c.households,
+        c.clusters,
+        c.admin,
+        poverty_line=c.poverty_line,
+        settings=FAST.model_copy(update={"cell_target": "realized"}),
+        rng=np.random.default_rng(0),
+    )
+    out = res.cells.loc[tiny]
+    g = out["urban"].to_numpy()
+    q = np.where(g, res.conformal.quantile_[True], res.conformal.quantile_[False])
+    sig = np.where(g, res.conformal.sigma_[True], res.conformal.sigma_[False])
+    s = np.where(g, res.within_sd[True], res.within_sd[False])
+    # one household: the realised mean strays by that household's own deviation (var s^2)
+    half = (out["upper"] - out["lower"]).to_numpy() / 2
+    assert half == pytest.approx(q * np.sqrt(sig**2 + s**2), rel=1e-9)
+    assert res.metrics["finite_population"]["households_from"].startswith("population")
+
+
+def test_out_of_area_predictions_become_the_fay_herriot_synthetic(country: Any) -> None:
+    c = country
+    same = c.cells.assign(pred_out_of_area=c.cells["pred"])
+    res_same, _ = _run_cells(c, same)
+    res_map, _ = _run(c)
+    assert res_same.metrics["fh_synthetic"].startswith("out-of-area")
+    assert res_map.metrics["fh_synthetic"].startswith("map")
+    assert res_same.admin["synthetic"].to_numpy() == pytest.approx(
+        res_same.admin["estimate"].to_numpy()
+    )
+    assert res_same.admin["fh_mean"].to_numpy() == pytest.approx(
+        res_map.admin["fh_mean"].to_numpy()
+    )
+    # a worse synthetic estimate: Fay-Herriot sees it and trusts the survey more
+    rng = np.random.default_rng(3)
+    noisy = c.cells.assign(
+        pred_out_of_area=c.cells["pred"]
+        + rng.normal(0, 0.3, c.admin.shape[0])[pd.factorize(c.cells["admin_id"], sort=True)[0]]
+    )
+    res_noisy, _ = _run_cells(c, noisy)
+    assert res_noisy.metrics["fh_mean"]["sigma2_v"] > 3 * res_map.metrics["fh_mean"]["sigma2_v"]
+    assert res_noisy.metrics["fh_mean"]["mean_gamma"] > res_map.metrics["fh_mean"]["mean_gamma"]
+
+
+def _run_cells(c: Any, cells: pd.DataFrame) -> tuple:
+    res = estimate_map(
+        c.oof,
+        cells,
+        c.households,
+        c.clusters,
+        c.admin,
+        poverty_line=c.poverty_line,
+        settings=FAST,
+        rng=np.random.default_rng(0),
+    )
+    return res, evaluate_against_truth(res, c.truth_cells, c.truth_admin)
+
+
+def test_truth_admin_tables_with_a_headcount_column_are_scored(country: Any) -> None:
+    res, ev = _run(country)
+    renamed = country.truth_admin.rename(columns={"poverty_rate": "headcount"})
+    ev2 = evaluate_against_truth(res, country.truth_cells, renamed)
+    assert ev2["admin2"]["poverty"] == ev["admin2"]["poverty"]
+    assert ev2["admin2"]["fh_poverty"] == ev["admin2"]["fh_poverty"]

@@ -166,7 +166,7 @@ def test_survey_tables_follow_the_contract(world_tiny: Path) -> None:
     clusters = pd.read_csv(world_tiny / "clusters.csv")
     households = pd.read_csv(world_tiny / "households.csv")
     assert list(clusters.columns) == [
-        "cluster_id", "lon", "lat", "urban", "n_households", "weight",
+        "cluster_id", "lon", "lat", "urban", "n_households", "ea_households", "weight",
         "log_consumption", "asset_index", "admin1_id",
     ]  # fmt: skip
     assert len(clusters) == PRESETS["tiny"].n_clusters

@@ -16,6 +16,7 @@ from povertymap.estimate.direct import (
     direct_estimates,
     gvf_variances,
     household_weights,
+    realized_mean_factor,
     within_sd,
 )
 from povertymap.estimate.disclosure import (
@@ -35,6 +36,8 @@ from povertymap.estimate.spatial import (
     GridFieldSampler,
     empirical_variogram,
     fit_exponential,
+    fit_nested,
+    nested_variogram,
 )
 from povertymap.estimate.stage import EstimateResult, estimate_map
 
@@ -61,12 +64,15 @@ __all__ = [
     "evaluate_against_truth",
     "expected_headcount",
     "fit_exponential",
+    "fit_nested",
     "gate",
     "gvf_variances",
     "headcount",
     "headcount_interval",
     "household_weights",
+    "nested_variogram",
     "public_table",
+    "realized_mean_factor",
     "simulate_area_intervals",
     "strip_private",
     "violations",

@@ -60,6 +60,8 @@ def simulate_area_intervals(
     within_sd: ArrayLike | None = None,
     n_households: ArrayLike | None = None,
     kish: float = 1.0,
+    fp_factor: ArrayLike | None = None,
+    area_effects: Mapping[str, tuple[ArrayLike, float]] | None = None,
     cell_size: float | None = None,
     batch: int = 100,
 ) -> dict[str, pd.DataFrame]:
@@ -84,6 +86,16 @@ def simulate_area_intervals(
         *realised* by the cells' ``n_households`` households: each draw adds the
         independent finite-population deviations, normal with variances
         ``within_sd^2 kish / H`` (mean) and ``P (1 - P) kish / H`` (headcount).
+    fp_factor:
+        Per cell, the factor replacing ``kish / H`` (e.g.
+        :func:`~povertymap.estimate.direct.realized_mean_factor`, exact for small
+        ``H``); needs ``within_sd``.
+    area_effects:
+        Name -> (area label per cell, share): errors shared by every cell of an area
+        (e.g. admin-2 and admin-1 effects the model cannot see), each a unit normal per
+        area and draw with that share of the cell error variance. The shares of
+        ``covariance`` and of these effects must not exceed 1 together; the rest is
+        independent.
 
     Returns
     -------
@@ -101,7 +113,12 @@ def simulate_area_intervals(
         raise ModelError("a poverty line needs within_sd (dispersion of welfare within cells)")
     sw = None if within_sd is None else np.broadcast_to(np.asarray(within_sd, float), (n,))
     fp = None  # finite-population factor kish / H per cell
-    if n_households is not None:
+    if fp_factor is not None:
+        if sw is None:
+            raise ModelError("realised targets (fp_factor) need within_sd")
+        f = np.broadcast_to(np.asarray(fp_factor, float), (n,))
+        fp = np.where(np.isfinite(f) & (f > 0), f, 0.0)
+    elif n_households is not None:
         if sw is None:
             raise ModelError("realised targets (n_households) need within_sd")
         hh = np.broadcast_to(np.asarray(n_households, float), (n,))
@@ -128,6 +145,21 @@ def simulate_area_intervals(
                 )
             )
         a_id = np.sqrt(max(0.0, 1.0 - short - long_))
+    effects: list[tuple[float, np.ndarray, int]] = []  # (amplitude, codes, n_areas)
+    for labels, share in (area_effects or {}).values():
+        if share <= 0:
+            continue
+        codes, uniques = pd.factorize(np.asarray(labels), sort=True)
+        if codes.size != n:
+            raise ModelError("area_effects labels must have one value per cell")
+        effects.append((float(np.sqrt(share)), codes, len(uniques)))
+    taken = 1.0 - a_id**2 + sum(a**2 for a, _, _ in effects)
+    if taken > 1.0 + 1e-9:
+        raise ModelError(
+            f"error shares add up to {taken:.3f} > 1 (spatial field plus area effects); "
+            "their sum must not exceed the cell error variance"
+        )
+    a_id = float(np.sqrt(max(0.0, 1.0 - taken)))
     draws: dict[str, list[np.ndarray]] = {k: [] for k in mats}
     pdraws: dict[str, list[np.ndarray]] = {k: [] for k in mats}
     done = 0
@@ -136,6 +168,10 @@ def simulate_area_intervals(
         z = a_id * rng.standard_normal((n, b))
         for amp, sampler in parts:
             z += amp * sampler.sample(b, rng)
+        for amp, codes, n_areas in effects:
+            u = rng.standard_normal((n_areas + 1, b))
+            u[-1] = 0.0  # cells without an area label share nothing
+            z += amp * u[codes]
         m = mu[:, None] + sd[:, None] * z
         m_real = m
         if fp is not None and sw is not None:

@@ -15,6 +15,8 @@ design-effect generalised variance function (:func:`gvf_variances`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -26,6 +28,7 @@ __all__ = [
     "gvf_variances",
     "household_size",
     "household_weights",
+    "realized_mean_factor",
     "within_sd",
 ]
 
@@ -181,6 +184,53 @@ def household_size(households: pd.DataFrame) -> tuple[float, float]:
     return mean, float(np.average(m[ok] ** 2, weights=w[ok]) / mean**2)
 
 
+def realized_mean_factor(
+    households: pd.DataFrame,
+    n_households: np.ndarray,
+    *,
+    exact_up_to: int = 64,
+    draws: int = 4000,
+    seed: int = 0,
+) -> np.ndarray:
+    """``E[sum m_i^2 / (sum m_i)^2]`` for a cell of ``H`` households (per cell).
+
+    The person-weighted mean of ``H`` households deviates from the cell's expected mean
+    with variance ``s^2 sum m_i^2 / (sum m_i)^2`` (sizes ``m_i``). For large ``H`` that is
+    ``s^2 K / H`` (:func:`household_size`), but a cell of one household has factor
+    exactly 1, not ``K`` (about 1.2): the expectation is taken by drawing ``H`` sizes
+    from the survey's (design-weighted) size distribution for ``H <= exact_up_to``
+    (linear in ``H`` between integers; a fixed seed keeps it reproducible) and is
+    ``K / H`` beyond. Cells with ``H < 1`` get 0 (no households: nothing is realised).
+    """
+    n_hh = np.asarray(n_households, dtype=float)
+    _, kish = household_size(households)
+    out = np.zeros(n_hh.shape)
+    ok = np.isfinite(n_hh) & (n_hh >= 1)
+    if "hh_size" not in households:
+        out[ok] = 1.0 / n_hh[ok]
+        return out
+    m = households["hh_size"].to_numpy(dtype=float)
+    w = households["weight"].to_numpy(dtype=float) if "weight" in households else np.ones_like(m)
+    good = np.isfinite(m) & (m > 0) & np.isfinite(w) & (w > 0)
+    m, w = m[good], w[good]
+    if m.size == 0:
+        out[ok] = 1.0 / n_hh[ok]
+        return out
+    rng = np.random.default_rng(seed)
+    table = np.empty(exact_up_to + 2)
+    table[0] = 0.0
+    for h in range(1, exact_up_to + 2):
+        sizes = rng.choice(m, size=(draws, h), p=w / w.sum())
+        table[h] = float(np.mean((sizes**2).sum(axis=1) / sizes.sum(axis=1) ** 2))
+    small = ok & (n_hh <= exact_up_to)
+    lo = np.floor(n_hh[small]).astype(np.int64)
+    frac = n_hh[small] - lo
+    out[small] = (1 - frac) * table[lo] + frac * table[lo + 1]
+    big = ok & (n_hh > exact_up_to)
+    out[big] = kish / n_hh[big]
+    return out
+
+
 def direct_estimates(
     households: pd.DataFrame,
     clusters: pd.DataFrame,
@@ -188,6 +238,7 @@ def direct_estimates(
     by: str = "admin_id",
     poverty_line: float | None = None,
     person_weighted: bool = True,
+    strata: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Design-based direct estimates per domain (``by`` is a column of ``clusters``).
 
@@ -196,6 +247,23 @@ def direct_estimates(
     (weighted within-domain variance of welfare), and with a poverty line
     ``direct_poverty``, ``direct_poverty_var``, ``poverty_element_var``. Pass
     ``by=None``-like national estimates by adding a constant column to ``clusters``.
+
+    ``strata`` names cluster columns whose combinations are the design strata (e.g.
+    ``("parent_id", "urban")``): PSU totals then vary only around their stratum's mean.
+    A stratum with one PSU in a domain is collapsed with the domain's other singletons,
+    or with its largest stratum (Wolter 2007, 2.5).
+
+    First-stage sampling fractions: when ``clusters`` has ``pi`` (the EA's first-stage
+    inclusion probability) or ``ea_households`` (households listed in the EA, from which
+    ``pi = ea_households / (household weight x households sampled)``), the variance is
+    the two-stage one (Cochran 1977, 11.x; Särndal et al. 1992, 4.3)::
+
+        v = sum_h n_h/(n_h - 1) sum_k (1 - pi_k)(t_k - tbar_h)^2
+            + sum_k pi_k m_k (1 - m_k / H_k) s2_z,k
+
+    (``s2_z,k``: variance of the households' ``z_i`` within PSU ``k``; ``H_k`` unknown
+    drops the second-stage correction). Without them ``pi = 0``: the with-replacement
+    estimator, conservative where a large share of the EAs is surveyed.
     """
     cl = _cluster_frame(clusters)
     if by not in cl:
@@ -222,11 +290,12 @@ def direct_estimates(
             "y": households["welfare"].to_numpy(dtype=float),
         }
     )
-    out = _ratio_by(df, "y")
+    design = _psu_design(households, cl, strata)
+    out = _ratio_by(df, "y", design)
     out = out.rename(columns={"mean": "direct", "var": "direct_var"})
     if poverty_line is not None:
         df["p"] = (df["y"] < poverty_line).astype(float)
-        pov = _ratio_by(df, "p")
+        pov = _ratio_by(df, "p", design)
         out["direct_poverty"] = pov["mean"]
         out["direct_poverty_var"] = pov["var"]
         out["poverty_element_var"] = pov["element_var"]
@@ -282,19 +351,76 @@ def gvf_variances(
 # --------------------------------------------------------------------------- helpers
 
 
-def _ratio_by(df: pd.DataFrame, col: str) -> pd.DataFrame:
-    """Hájek mean, PSU-linearised variance and element variance of ``col`` by ``dom``."""
+def _psu_design(households: pd.DataFrame, cl: pd.DataFrame, strata: Sequence[str]) -> pd.DataFrame:
+    """Per PSU: stratum label, first-stage inclusion probability ``pi`` (0 when unknown)
+    and second-stage sampling fraction ``f2`` (0 when unknown)."""
+    psu = pd.Index(pd.unique(households["cluster_id"]))
+    cols = [c for c in strata if c in cl.columns]
+    if cols:
+        parts = [cl[c].reindex(psu).astype(str).to_numpy() for c in cols]
+        stratum = np.array(["|".join(v) for v in zip(*parts, strict=True)], dtype=object)
+    else:
+        stratum = np.full(len(psu), "__all__", dtype=object)
+    m = households.groupby("cluster_id").size().reindex(psu).to_numpy(dtype=float)
+    pi = np.zeros(len(psu))
+    f2 = np.zeros(len(psu))
+    listed = None
+    if "ea_households" in cl:
+        listed = pd.to_numeric(cl["ea_households"], errors="coerce").reindex(psu).to_numpy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f2 = np.where(np.isfinite(listed) & (listed > 0), m / listed, 0.0)
+    if "pi" in cl:
+        pi = pd.to_numeric(cl["pi"], errors="coerce").reindex(psu).to_numpy(dtype=float)
+    elif listed is not None:
+        if "weight" in households:
+            dw = households.groupby("cluster_id")["weight"].mean().reindex(psu).to_numpy(float)
+        elif "weight" in cl:
+            dw = pd.to_numeric(cl["weight"], errors="coerce").reindex(psu).to_numpy(float)
+        else:
+            dw = np.full(len(psu), np.nan)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pi = listed / (dw * m)
+    pi = np.clip(np.where(np.isfinite(pi), pi, 0.0), 0.0, 1.0)
+    f2 = np.clip(np.where(np.isfinite(f2), f2, 0.0), 0.0, 1.0)
+    return pd.DataFrame({"stratum": stratum, "pi": pi, "f2": f2}, index=psu)
+
+
+def _ratio_by(df: pd.DataFrame, col: str, design: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Hájek mean, PSU-linearised variance and element variance of ``col`` by ``dom``.
+
+    ``design`` (from :func:`_psu_design`) gives strata and sampling fractions per PSU;
+    None is one stratum, with replacement.
+    """
     g = df.groupby("dom", sort=True)
     sw = g["w"].sum()
     mean = (df["w"] * df[col]).groupby(df["dom"]).sum() / sw
     dev = df[col] - df["dom"].map(mean)
     z = df["w"] * dev / df["dom"].map(sw)
-    t = z.groupby([df["dom"], df["psu"]]).sum()
-    n_psu = t.groupby(level=0).size().astype(float)
-    tbar = t.groupby(level=0).mean()
-    ss = ((t - tbar.reindex(t.index.get_level_values(0)).to_numpy()) ** 2).groupby(level=0).sum()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        var = (n_psu / (n_psu - 1.0) * ss).where(n_psu > 1)
+    zz = pd.DataFrame({"dom": df["dom"].to_numpy(), "psu": df["psu"].to_numpy(), "z": z})
+    by_psu = zz.groupby(["dom", "psu"], sort=True)["z"]
+    t = by_psu.sum().rename("t").reset_index()
+    t["m"] = by_psu.size().to_numpy(dtype=float)
+    t["s2z"] = by_psu.var(ddof=1).fillna(0.0).to_numpy()
+    if design is None:
+        t["stratum"], t["pi"], t["f2"] = "__all__", 0.0, 0.0
+    else:
+        d = design.reindex(t["psu"].to_numpy())
+        t["stratum"] = d["stratum"].fillna("__none__").to_numpy()
+        t["pi"] = d["pi"].fillna(0.0).to_numpy()
+        t["f2"] = d["f2"].fillna(0.0).to_numpy()
+    t["stratum"] = _collapse_singletons(t)
+    n_psu = t.groupby("dom").size().astype(float)
+    a = 1.0 - t["pi"]
+    key = [t["dom"], t["stratum"]]
+    n_h = t.groupby(key)["t"].transform("size").astype(float)
+    sa = a.groupby(key).transform("sum")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tbar = ((a * t["t"]).groupby(key).transform("sum") / sa).where(
+            sa > 0, t.groupby(key)["t"].transform("mean")
+        )
+        v1 = (n_h / (n_h - 1.0) * a * (t["t"] - tbar) ** 2).where(n_h > 1, 0.0)
+    v2 = t["pi"] * t["m"] * (1.0 - t["f2"]) * t["s2z"]
+    var = (v1 + v2).groupby(t["dom"]).sum().where(n_psu > 1)
     n_hh = g.size().astype(float)
     wss = (df["w"] * dev**2).groupby(df["dom"]).sum()
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -308,6 +434,28 @@ def _ratio_by(df: pd.DataFrame, col: str) -> pd.DataFrame:
             "element_var": element_var,
         }
     )
+
+
+def _collapse_singletons(t: pd.DataFrame) -> pd.Series:
+    """Stratum labels with strata of one PSU (within a domain) collapsed.
+
+    The singletons of a domain are pooled; a pool of one joins the domain's largest
+    stratum. A domain with a single PSU keeps it (its variance is undefined anyway).
+    """
+    out = t["stratum"].astype(object).copy()
+    counts = t.groupby(["dom", "stratum"])["t"].transform("size")
+    single = counts == 1
+    if not single.any():
+        return out
+    for dom, idx in t.index[single].to_series().groupby(t.loc[single, "dom"].to_numpy()):
+        rows = idx.to_numpy()
+        if len(rows) > 1:
+            out.loc[rows] = "__collapsed__"
+            continue
+        others = t[(t["dom"] == dom) & ~single]
+        if len(others):
+            out.loc[rows] = others["stratum"].value_counts().index[0]
+    return out
 
 
 def _pooled_var(element_var: pd.Series, n: pd.Series, groups: pd.Series) -> pd.Series:

@@ -29,17 +29,21 @@ def evaluate_against_truth(
     value: str = "mean_log_consumption",
     poverty: str = "poverty_rate",
     admin_key: str | None = None,
+    expected: str = "expected_mean_log_consumption",
 ) -> dict[str, Any]:
     """Coverage, calibration and SAE accuracy figures against the truth.
 
     ``truth_cells`` is indexed by ``cell_id`` (or has that column) with ``value``,
     ``poverty`` and optionally ``urban``; ``truth_admin`` is indexed by admin-2 id (or
-    has an ``admin_key`` / ``admin_id`` / ``admin2_id`` column) with the same columns.
+    has an ``admin_key`` / ``admin_id`` / ``admin2_id`` column) with the same columns
+    (an admin table with ``headcount`` instead of ``poverty`` is read as such).
     Only populated cells count (``population > 0`` in the result), unweighted and
-    population-weighted.
+    population-weighted. Where the cells also have the ``expected`` (superpopulation)
+    mean, coverage and calibration against it are added (``*_expected``): the gap to the
+    realised figures is what the households of small cells add.
     """
     tc = _indexed(truth_cells, ("cell_id",))
-    c = result.cells.join(tc[[k for k in (value, poverty) if k in tc]], rsuffix="_true")
+    c = result.cells.join(tc[[k for k in (value, poverty, expected) if k in tc]], rsuffix="_true")
     tv = c[value] if value in c else c[f"{value}_true"]
     c = c.assign(_truth=tv)
     if "urban_true" in c:
@@ -74,6 +78,15 @@ def evaluate_against_truth(
         "after": _slope_ratio(c["estimate"].to_numpy(dtype=float), truth, w),
         "before": _slope_ratio(c["pred"].to_numpy(dtype=float), truth, w),
     }
+    ex = expected if expected in c and expected not in result.cells else f"{expected}_true"
+    if ex in c:
+        et = c[ex].to_numpy(dtype=float)
+        good = np.isfinite(et)
+        ec = (c["lower"].to_numpy() <= et) & (et <= c["upper"].to_numpy())
+        out["cell_coverage_expected"] = _by_group(ec[good], urban[good])
+        out["calibration"]["after_expected"] = _slope_ratio(
+            c["estimate"].to_numpy(dtype=float)[good], et[good], w[good]
+        )
     out["admin2"] = _area_scores(result.admin, truth_admin, value, poverty, admin_key)
     if truth_admin1 is not None:
         out["admin1"] = _area_scores(result.admin1, truth_admin1, value, poverty, admin_key)
@@ -89,6 +102,8 @@ def _area_scores(
 ) -> dict[str, Any]:
     keys = (key,) if key else ("admin_id", "admin2_id", "parent_id", "admin1_id")
     t = _matching_index(truth, keys, table.index)
+    if poverty not in t and "headcount" in t:
+        t = t.rename(columns={"headcount": poverty})
     a = table.join(t[[k for k in (value, poverty) if k in t]], rsuffix="_true")
     out: dict[str, Any] = {}
     for name, est, lo, hi, true_col in (

@@ -51,10 +51,11 @@ class EstimationSettings(_Model):
         0.9, description="Nominal coverage of every interval (cells, areas, headcounts)."
     )
     calibration: Literal["balanced", "regression", "variance", "none"] = Field(
-        "balanced",
+        "regression",
         description="How out-of-fold predictions are de-shrunk: 'regression' (slope of truth "
-        "on estimate 1, variance ratio r²), 'variance' (variance ratio 1, slope r), "
-        "'balanced' (both sqrt(r) and r: the geometric middle), or 'none'.",
+        "on estimate 1, variance ratio r²: the most accurate estimate of each cell), "
+        "'variance' (variance ratio 1, slope r), 'balanced' (the geometric middle), or "
+        "'none'. Both targets at once need r >= 0.81.",
     )
     cell_target: Literal["realized", "expected"] = Field(
         "realized",
@@ -65,6 +66,14 @@ class EstimationSettings(_Model):
     )
     mondrian: bool = Field(
         True, description="Separate conformal quantiles (and error sds) for urban and rural."
+    )
+    mondrian_groups: Literal["map", "survey"] = Field(
+        "map",
+        description="Which urban flag puts clusters in the conformal groups: 'map' (the "
+        "urban flag of the map cell at the cluster's published location, the rule that "
+        "groups the cells: Mondrian conformal prediction needs one taxonomy for "
+        "calibration and test points) or 'survey' (the survey's own urban/rural "
+        "classification, generally another definition than the map's).",
     )
     noise_correction: Literal["scale", "none"] = Field(
         "scale",
@@ -95,6 +104,14 @@ class EstimationSettings(_Model):
         "covariance fitted to the OOF residuals' variogram, or none (too narrow; for "
         "comparison only).",
     )
+    area_effects: bool = Field(
+        True,
+        description="Fit, beside the exponential error field, errors shared by every "
+        "place of an admin-2 and of an admin-1 unit (from OOF residual pairs within and "
+        "across units) and draw them in the area simulations. Without them area "
+        "intervals ignore what the features cannot see about a district and are too "
+        "narrow.",
+    )
     variogram_max_m: Annotated[float, Field(gt=0)] = Field(
         60_000.0, description="Largest cluster separation used in the variogram (m)."
     )
@@ -110,6 +127,14 @@ class EstimationSettings(_Model):
         description="Sampling variances given to Fay-Herriot: 'gvf' smooths every area's "
         "with a design-effect generalised variance function; 'direct' keeps design "
         "variances where an area has >= 2 clusters and uses the GVF only for the rest.",
+    )
+    design_strata: tuple[str, ...] = Field(
+        ("parent_id", "urban"),
+        description="Cluster columns whose combinations are the survey's design strata "
+        "(DHS and LSMS stratify by region x urban/rural); absent columns are ignored, () "
+        "treats the survey as unstratified. A cluster column 'pi' (first-stage inclusion "
+        "probability) or 'ea_households' (households listed in the EA) adds the "
+        "first-stage finite-population correction (see docs/methods.md).",
     )
     benchmark: Literal["none", "ratio", "difference"] = Field(
         "none",

@@ -3,14 +3,21 @@
 :func:`estimate_map` composes the steps of this package in order:
 
 1. sampling noise of each cluster mean from its households (:mod:`.direct`);
-2. calibration of predictions on out-of-fold predictions (:mod:`.calibrate`);
-3. Mondrian conformal intervals per cell, deconvolving that noise (:mod:`.conformal`);
-4. a spatial error model from the OOF residual variogram (:mod:`.spatial`) and simulated
-   area intervals for admin-2 and admin-1 (:mod:`.aggregate`);
-5. poverty headcounts per cell and area (:mod:`.headcount`);
-6. design-based direct estimates and Fay-Herriot EBLUPs per admin-2 for mean welfare and
-   the headcount (:mod:`.sae`);
-7. the disclosure gate on the area tables (:mod:`.disclosure`).
+2. households per cell and the finite-population deviation of realised cell means;
+3. calibration of predictions on out-of-fold predictions, aiming at the spread of the
+   realised cell means (:mod:`.calibrate`);
+4. Mondrian conformal intervals per cell, deconvolving that noise, with clusters grouped
+   by the map's own urban flag at their location (:mod:`.conformal`), and the check that
+   the map predicts surveyed places like the out-of-fold model (``cell_vs_cluster``);
+5. a spatial error model (exponential field plus admin-2/admin-1 effects) from the OOF
+   residual variogram (:mod:`.spatial`);
+6. poverty headcounts per cell (:mod:`.headcount`);
+7. simulated area intervals for admin-2 and admin-1 (:mod:`.aggregate`);
+8. design-based direct estimates (stratified; two-stage with first-stage fractions when
+   the clusters give them) and Fay-Herriot EBLUPs per admin-2 for mean welfare and the
+   headcount (:mod:`.sae`), on out-of-area synthetic estimates when ``cells`` has
+   ``pred_out_of_area``;
+9. the disclosure gate on the area tables (:mod:`.disclosure`).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.spatial import cKDTree
 from scipy.stats import norm
 
 from povertymap.errors import InputError, ModelError
@@ -31,6 +39,7 @@ from povertymap.estimate.direct import (
     direct_estimates,
     gvf_variances,
     household_size,
+    realized_mean_factor,
     within_sd,
 )
 from povertymap.estimate.disclosure import gate, public_table, strip_private
@@ -43,8 +52,11 @@ from povertymap.estimate.sae import FayHerriot, benchmark
 from povertymap.estimate.settings import EstimationSettings
 from povertymap.estimate.spatial import (
     ExponentialCovariance,
+    _infer_cell_size,
     empirical_variogram,
     fit_exponential,
+    fit_nested,
+    nested_variogram,
 )
 
 __all__ = [
@@ -64,6 +76,8 @@ ADMIN_VALUE_COLUMNS = (
     "poverty_lower",
     "poverty_upper",
     "poverty_sd",
+    "synthetic",
+    "synthetic_poverty",
     "fh_mean",
     "fh_mean_mse",
     "fh_mean_cv",
@@ -171,10 +185,15 @@ def estimate_map(
     cells:
         Cell predictions indexed by ``cell_id``: ``pred`` (refitted model), ``population``,
         ``urban``, ``admin_id``, ``easting``, ``northing`` (``parent_id`` optional).
+        Optional: ``households`` (counted households per cell, for the finite-population
+        term) and ``pred_out_of_area`` (per cell, the prediction of the model refitted
+        without the clusters of the cell's admin-2: the Fay-Herriot synthetic estimate).
     households, clusters:
         Survey households (``cluster_id, welfare, weight, hh_size``) and clusters
-        (``cluster_id, admin_id, urban, n_households, weight``). Without households there
-        is no noise correction, no direct estimate, no Fay-Herriot and no headcount.
+        (``cluster_id, admin_id, urban, n_households, weight``; optional ``pi`` or
+        ``ea_households`` for the first-stage finite-population correction). Without
+        households there is no noise correction, no direct estimate, no Fay-Herriot and
+        no headcount.
     admin:
         Admin-2 units indexed by ``admin_id`` (or with that column) with ``parent_id``;
         an optional ``population`` column is census population, used as area weights.
@@ -191,7 +210,8 @@ def estimate_map(
         ``admin`` columns: ``parent_id, population, map_population, n_cells, estimate,
         lower, upper, estimate_sd, poverty_rate, poverty_lower, poverty_upper,
         poverty_sd, n_clusters, n_households, direct, direct_var, direct_poverty,
-        direct_poverty_var, vardir, poverty_vardir, fh_mean, fh_mean_mse, fh_mean_cv,
+        direct_poverty_var, vardir, poverty_vardir, synthetic, synthetic_poverty,
+        fh_mean, fh_mean_mse, fh_mean_cv,
         fh_mean_lower, fh_mean_upper, fh_poverty, fh_poverty_mse, fh_poverty_cv,
         fh_poverty_lower, fh_poverty_upper, fh_source, cv, publish, reason``.
     """
@@ -232,8 +252,48 @@ def estimate_map(
     else:
         warnings.append("no households: cluster means are treated as noise-free")
 
-    # 2. calibration -------------------------------------------------------------------
-    cal = LinearCalibrator(method=s.calibration).fit(oof["pred"], oof["y"], noise_var)
+    # 2. finite population: households per cell and the deviation of the realised mean
+    n_hh_cell = None
+    fp_var = None
+    fp_factor = None
+    if sw and s.cell_target == "realized" and households is not None:
+        mean_size, kish = household_size(households)
+        pop = cells["population"].to_numpy(dtype=float)
+        populated = np.isfinite(pop) & (pop > 0)
+        if "households" in cells:
+            # counted households (census, registry) where given
+            counted = cells["households"].to_numpy(dtype=float)
+            guess = np.where(np.isfinite(counted), counted, pop / mean_size)
+            source = "cells.households"
+        else:
+            guess = pop / mean_size
+            source = "population / mean household size"
+        # a populated cell holds at least one household, however few its people
+        n_hh_cell = np.where(populated, np.maximum(guess, 1.0), 0.0)
+        fp_factor = realized_mean_factor(households, n_hh_cell)
+        cell_s = np.where(cells["urban"].astype(bool).to_numpy(), sw[True], sw[False])
+        fp_var = cell_s**2 * fp_factor
+        metrics["finite_population"] = {
+            "mean_household_size": mean_size,
+            "kish": kish,
+            "households_from": source,
+            "median_households": float(np.median(n_hh_cell[populated]))
+            if populated.any()
+            else float("nan"),
+            "pop_weighted_var": float(np.average(fp_var[populated], weights=pop[populated]))
+            if populated.any()
+            else float("nan"),
+        }
+    elif s.cell_target == "realized":
+        warnings.append(
+            "no households: cell intervals cover the expected cell mean, not the realised one"
+        )
+
+    # 3. calibration -------------------------------------------------------------------
+    fp_w = metrics.get("finite_population", {}).get("pop_weighted_var", 0.0)
+    cal = LinearCalibrator(method=s.calibration).fit(
+        oof["pred"], oof["y"], noise_var, target_extra_var=fp_w if np.isfinite(fp_w) else 0.0
+    )
     oof_cal = cal.predict(oof["pred"].to_numpy())
     est = cal.predict(cells["pred"].to_numpy())
     metrics["calibration"] = {
@@ -254,31 +314,33 @@ def estimate_map(
             "fitted on clusters will not hold on cells"
         )
 
-    # 3. conformal intervals -----------------------------------------------------------
+    # 4. conformal intervals -----------------------------------------------------------
     resid = oof["y"].to_numpy(dtype=float) - oof_cal
-    g_oof = oof["urban"].astype(bool).to_numpy() if s.mondrian else None
-    g_cell = cells["urban"].astype(bool).to_numpy() if s.mondrian else None
+    urban_cells = cells["urban"].astype(bool).to_numpy()
+    at_cell = _cell_at_clusters(oof, cells)
+    g_oof = g_cell = None
+    if s.mondrian:
+        g_cell = urban_cells
+        g_oof = oof["urban"].astype(bool).to_numpy()
+        if s.mondrian_groups == "map":
+            # one taxonomy for calibration and test points: the map's urban flag
+            found = at_cell >= 0
+            g_oof = np.where(found, urban_cells[np.maximum(at_cell, 0)], g_oof)
+            if not found.all():
+                warnings.append(
+                    f"{int((~found).sum())} clusters lie outside every map cell; they keep "
+                    "their survey urban flag as conformal group"
+                )
     conf = MondrianConformal(
         level=s.level,
         noise_correction=s.noise_correction,
         min_group_size=s.min_group_size,
     ).fit(resid, g_oof, noise_var.to_numpy() if s.noise_correction == "scale" else None)
-    urban_cells = cells["urban"].astype(bool).to_numpy()
-    # finite population: households per cell and the deviation of the realised mean
-    n_hh_cell = None
-    fp_var = None
-    if sw and s.cell_target == "realized":
-        mean_size, kish = household_size(households) if households is not None else (1.0, 1.0)
-        pop = cells["population"].to_numpy(dtype=float)
-        n_hh_cell = np.where(np.isfinite(pop) & (pop > 0), pop / mean_size, 0.0)
-        cell_s = np.where(urban_cells, sw[True], sw[False])
-        with np.errstate(divide="ignore"):
-            fp_var = np.where(n_hh_cell >= 1, cell_s**2 * kish / np.maximum(n_hh_cell, 1), 0.0)
-        metrics["finite_population"] = {"mean_household_size": mean_size, "kish": kish}
-    elif s.cell_target == "realized":
-        warnings.append(
-            "no households: cell intervals cover the expected cell mean, not the realised one"
-        )
+    metrics["cell_vs_cluster"] = _cell_vs_cluster_gap(
+        oof, cells, at_cell, cal, float(conf.sigma_["__pooled__"])
+    )
+    for note in metrics["cell_vs_cluster"].pop("warnings"):
+        warnings.append(note)
     lower, upper = conf.predict_interval(est, g_cell, fp_var)
     sigma = conf.sigma(g_cell, len(cells))
     metrics["conformal"] = conf.summary()
@@ -288,7 +350,7 @@ def estimate_map(
     out_cells["upper"] = upper
     out_cells["sigma"] = sigma
 
-    # 4. spatial error model -----------------------------------------------------------
+    # 5. spatial error model -----------------------------------------------------------
     cov = None
     if s.correlation == "variogram":
         cov, note = _error_covariance(oof, resid, noise_var.to_numpy(), conf, s)
@@ -302,11 +364,13 @@ def estimate_map(
             "long_range_m": cov.long_range_m,
             "shared_share": cov.shared_share,
             "long_share": cov.long_share,
+            "admin2_sill": cov.admin2_sill,
+            "admin1_sill": cov.admin1_sill,
         }
     else:
         metrics["spatial"] = {"shared_share": 0.0, "note": "independent errors (too narrow)"}
 
-    # 5. headcount per cell ------------------------------------------------------------
+    # 6. headcount per cell ------------------------------------------------------------
     do_poverty = poverty_line is not None and bool(sw)
     if poverty_line is not None and not sw:
         warnings.append("poverty line given but no households: headcounts are skipped")
@@ -334,7 +398,7 @@ def estimate_map(
         out_cells["poverty_lower"] = plo
         out_cells["poverty_upper"] = phi
 
-    # 6. area aggregates by simulation -------------------------------------------------
+    # 7. area aggregates by simulation -------------------------------------------------
     parent = cells["parent_id"] if "parent_id" in cells else cells["admin_id"].map(adm["parent_id"])
     weights = _census_weights(cells, adm)
     weights = np.where(np.isfinite(est), weights, 0.0)
@@ -352,8 +416,13 @@ def estimate_map(
         level=s.level,
         poverty_line=poverty_line if do_poverty else None,
         within_sd=None if cell_sw is None else cell_sw[ok],
-        n_households=None if n_hh_cell is None else n_hh_cell[ok],
-        kish=metrics.get("finite_population", {}).get("kish", 1.0),
+        fp_factor=None if fp_factor is None else fp_factor[ok],
+        area_effects=None
+        if cov is None
+        else {
+            "admin2": (cells["admin_id"].astype(str).to_numpy()[ok], cov.area_share("admin2")),
+            "admin1": (parent.astype(str).to_numpy()[ok], cov.area_share("admin1")),
+        },
     )
     tables: dict[str, pd.DataFrame] = {}
     for lvl, area in (("admin2", cells["admin_id"]), ("admin1", parent)):
@@ -378,7 +447,7 @@ def estimate_map(
     a1["population"] = a2.groupby("parent_id")["population"].sum()
     a2.index.name, a1.index.name = "admin_id", "parent_id"
 
-    # 7. direct estimates and Fay-Herriot ----------------------------------------------
+    # 8. direct estimates and Fay-Herriot ----------------------------------------------
     fh_mean = fh_pov = None
     if households is not None and clusters is not None:
         cl = clusters.set_index("cluster_id") if "cluster_id" in clusters.columns else clusters
@@ -393,6 +462,7 @@ def estimate_map(
                 by=by,
                 poverty_line=poverty_line if do_poverty else None,
                 person_weighted=s.person_weighted,
+                strata=s.design_strata,
             )
             for col in d.columns:
                 lvl_table[col] = d[col]
@@ -404,20 +474,45 @@ def estimate_map(
             by="national",
             poverty_line=poverty_line if do_poverty else None,
             person_weighted=s.person_weighted,
+            strata=s.design_strata,
         ).iloc[0]
         metrics["national_direct"] = {k: float(v) for k, v in national.items()}
+        # the synthetic estimate (FH covariate): out-of-area predictions when given, as
+        # Fay-Herriot needs it independent of the area's direct estimate; else the map's
+        a2["synthetic"] = a2["estimate"]
+        if do_poverty:
+            a2["synthetic_poverty"] = a2["poverty_rate"]
+        if "pred_out_of_area" in cells:
+            est_oa = cal.predict(cells["pred_out_of_area"].to_numpy(dtype=float))
+            est_oa = np.where(np.isfinite(est_oa), est_oa, est)
+            a2["synthetic"] = weighted_area_means(est_oa, weights, cells["admin_id"])
+            if do_poverty and cell_sw is not None and poverty_line is not None:
+                p_oa = expected_headcount(est_oa, cell_sw, sigma, poverty_line)
+                a2["synthetic_poverty"] = weighted_area_means(p_oa, weights, cells["admin_id"])
+            metrics["fh_synthetic"] = "out-of-area predictions (pred_out_of_area)"
+        else:
+            metrics["fh_synthetic"] = "map estimate (model fitted on every cluster)"
+            warnings.append(
+                "Fay-Herriot uses the map as synthetic estimate, but the map's model was "
+                "fitted on the same clusters, so it carries part of each area's sampling "
+                "error: the model's assumption of independent synthetic and direct errors "
+                "fails, the area variance is underestimated and the MSE too small. Pass "
+                "pred_out_of_area (cell predictions of models fitted without the cell's "
+                "admin-2 clusters)"
+            )
         fh_mean, fh_metrics = _fay_herriot(
-            a2, "direct", "direct_var", "element_var", "estimate", "vardir", "fh_mean", s, None
+            a2, "direct", "direct_var", "element_var", "synthetic", "vardir", "fh_mean", s, None
         )
         metrics["fh_mean"] = fh_metrics
         if do_poverty:
-            p_model = a2["poverty_rate"].clip(0.01, 0.99)
+            syn_pov = "synthetic_poverty"
+            p_model = a2[syn_pov].clip(0.01, 0.99)
             fh_pov, fh_pmetrics = _fay_herriot(
                 a2,
                 "direct_poverty",
                 "direct_poverty_var",
                 "poverty_element_var",
-                "poverty_rate",
+                syn_pov,
                 "poverty_vardir",
                 "fh_poverty",
                 s,
@@ -449,7 +544,7 @@ def estimate_map(
         for col in ("n_clusters", "n_households"):
             t[col] = t[col].fillna(0).astype(int) if col in t else 0
 
-    # 8. precision and the disclosure gate ---------------------------------------------
+    # 9. precision and the disclosure gate ---------------------------------------------
     a2["cv"] = _area_cv(a2, prefer_fh=True)
     a1["cv"] = _area_cv(a1, prefer_fh=False, min_households=s.disclosure.min_households)
     a2 = gate(a2, s.disclosure, direct_columns=ADMIN_DIRECT_COLUMNS)
@@ -541,7 +636,12 @@ def _error_covariance(
     conf: MondrianConformal,
     s: EstimationSettings,
 ) -> tuple[ExponentialCovariance, str | None]:
-    """Exponential covariance of model errors from the OOF residual variogram."""
+    """Covariance of model errors from the OOF residual variogram.
+
+    With ``area_effects`` and admin ids on the clusters, the variogram is split by
+    whether pairs share their admin-2/admin-1 unit and admin effects are fitted beside
+    the exponential field (:func:`fit_nested`).
+    """
     total = float(conf.sigma_["__pooled__"] ** 2)
     for col in ("easting", "northing"):
         if col not in oof:
@@ -550,32 +650,120 @@ def _error_covariance(
                 "oof has no easting/northing: errors taken as fully shared within "
                 "10 x variogram_max_m (conservative)",
             )
+    nv = noise_var if s.noise_correction == "scale" else None
+    note = None
+    f = None
+    if s.area_effects and "admin_id" in oof:
+        try:
+            f = fit_nested(
+                nested_variogram(
+                    oof["easting"],
+                    oof["northing"],
+                    resid,
+                    nv,
+                    oof["admin_id"].astype(str).to_numpy(),
+                    oof["parent_id"].astype(str).to_numpy() if "parent_id" in oof else None,
+                    max_dist=s.variogram_max_m,
+                    n_bins=s.variogram_bins,
+                )
+            )
+        except ModelError as exc:
+            note = f"admin effects not fitted ({exc}); isotropic variogram used"
     try:
-        vg = empirical_variogram(
-            oof["easting"],
-            oof["northing"],
-            resid,
-            noise_var if s.noise_correction == "scale" else None,
-            max_dist=s.variogram_max_m,
-            n_bins=s.variogram_bins,
-        )
+        if f is None:
+            vg = empirical_variogram(
+                oof["easting"],
+                oof["northing"],
+                resid,
+                nv,
+                max_dist=s.variogram_max_m,
+                n_bins=s.variogram_bins,
+            )
+            f = fit_exponential(vg)
         # the variogram gives the shape (shares, range); its own sill (the plateau, which
         # also holds non-stationary regional differences) is rescaled to the conformal
         # error variance. Anchoring the sill at the zero-lag variance instead loses
         # the regional part and under-covers area means (measured: 0.85 vs 0.91).
-        f = fit_exponential(vg)
-        k = total / f.sill if f.sill > 0 else 0.0
-        return (
-            ExponentialCovariance(
-                nugget=f.nugget * k, partial_sill=f.partial_sill * k, range_m=f.range_m
-            ),
-            None,
-        )
+        return f.scaled(total / f.sill if f.sill > 0 else 0.0), note
     except ModelError as exc:
         return (
             ExponentialCovariance(0.0, total, 10 * s.variogram_max_m),
             f"variogram not fitted ({exc}); errors taken as fully shared (conservative)",
         )
+
+
+def _cell_at_clusters(oof: pd.DataFrame, cells: pd.DataFrame) -> np.ndarray:
+    """Row of the map cell holding each cluster's (published) location; -1 if none.
+
+    The nearest cell centre within 0.75 cell sizes (the half-diagonal is 0.71), so
+    clusters outside the grid find none.
+    """
+    if not {"easting", "northing"} <= set(oof.columns) or len(cells) == 0:
+        return np.full(len(oof), -1, dtype=np.int64)
+    cx = cells["easting"].to_numpy(dtype=float)
+    cy = cells["northing"].to_numpy(dtype=float)
+    px = oof["easting"].to_numpy(dtype=float)
+    py = oof["northing"].to_numpy(dtype=float)
+    ok = np.isfinite(px) & np.isfinite(py)
+    out = np.full(len(oof), -1, dtype=np.int64)
+    good = np.isfinite(cx) & np.isfinite(cy)
+    if not ok.any() or not good.any():
+        return out
+    size = _infer_cell_size(cx[good], cy[good])
+    d, idx = cKDTree(np.column_stack([cx[good], cy[good]])).query(np.column_stack([px[ok], py[ok]]))
+    rows = np.flatnonzero(good)[idx]
+    out[np.flatnonzero(ok)] = np.where(d <= 0.75 * size, rows, -1)
+    return out
+
+
+def _cell_vs_cluster_gap(
+    oof: pd.DataFrame,
+    cells: pd.DataFrame,
+    at_cell: np.ndarray,
+    cal: LinearCalibrator,
+    sigma: float,
+) -> dict[str, Any]:
+    """How the map's prediction at each cluster's cell differs from its OOF prediction.
+
+    Conformal intervals assume a cell's error is like a cluster's held-out error. Where
+    cell features are computed differently from cluster features (another buffer
+    radius, another urban definition), the map's prediction at a surveyed place differs
+    systematically from the out-of-fold prediction there, and no held-out residual shows
+    that error. The gap (calibrated units) is reported by survey and map urban flag;
+    a class whose mean gap exceeds half the model-error sd is warned about. The refitted
+    model has seen the cluster, so only the systematic part (the mean) is meaningful.
+    """
+    found = at_cell >= 0
+    out: dict[str, Any] = {"n_found": int(found.sum()), "groups": {}, "warnings": []}
+    if not found.any():
+        return out
+    gap = cal.predict(cells["pred"].to_numpy(dtype=float)[at_cell[found]]) - cal.predict(
+        oof["pred"].to_numpy(dtype=float)[found]
+    )
+    survey = oof["urban"].astype(bool).to_numpy()[found]
+    mapped = cells["urban"].astype(bool).to_numpy()[at_cell[found]]
+    name = {True: "urban", False: "rural"}
+    for su in (False, True):
+        for mu in (False, True):
+            sel = (survey == su) & (mapped == mu) & np.isfinite(gap)
+            n = int(sel.sum())
+            if n == 0:
+                continue
+            mean = float(gap[sel].mean())
+            sd = float(gap[sel].std(ddof=1)) if n > 1 else float("nan")
+            key = f"survey_{name[su]}_map_{name[mu]}"
+            out["groups"][key] = {"n": n, "mean_gap": mean, "sd_gap": sd}
+            se = sd / np.sqrt(n) if n > 1 else float("inf")
+            if n >= 5 and abs(mean) > 0.5 * sigma and abs(mean) > 3 * se:
+                out["warnings"].append(
+                    f"at {n} {name[su]} clusters in {name[mu]} map cells the map predicts "
+                    f"{mean:+.3f} from their out-of-fold prediction ({abs(mean) / sigma:.1f} "
+                    "model-error sd): cell features are not computed like cluster features "
+                    "there (e.g. a buffer radius chosen by another urban definition), so "
+                    "such cells are biased and their intervals, fitted on cluster "
+                    "residuals, will not cover them. Featurise cells and clusters by one rule"
+                )
+    return out
 
 
 def _area_cv(t: pd.DataFrame, *, prefer_fh: bool, min_households: int = 0) -> pd.Series:

@@ -12,6 +12,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
+from scipy import ndimage
 
 from povertymap.config import FeaturesConfig
 from povertymap.engine.base import Engine, ProgressCallback
@@ -21,6 +22,7 @@ from povertymap.features.nightlights import DARK_THRESHOLD, NightlightFeatures
 from povertymap.features.population import POPULATION_SPEC
 from povertymap.features.settlements import TOWN, urbanisation_classes
 from povertymap.features.zonal import zonal_stats
+from povertymap.predict.grid import GridLayout, cell_ids, cell_index
 
 if TYPE_CHECKING:
     from povertymap.studyarea import StudyArea
@@ -206,12 +208,56 @@ def neighbourhoods(
     )
 
 
+def urban_cells(area: StudyArea, population: pd.Series) -> pd.Series:
+    """Which cells are urban, by the survey's own definition where it has one.
+
+    Cell neighbourhoods take the urban or rural buffer radius, as clusters do by their
+    survey flag, so the two definitions must agree: a town the survey calls urban but the
+    map calls rural would be seen through a 5 km buffer on the map and a 2 km one in
+    training. The rule is a threshold on population density (people per km² over the cell
+    and its 8 neighbours, which absorbs the displacement of urban clusters); the threshold
+    is the one that best reproduces the survey's flags at the clusters (balanced
+    accuracy). Without an urban flag in the survey, the Degree of Urbanisation decides
+    (towns and cities). The rule and its agreement are in ``.attrs``.
+    """
+    grid = area.grid
+    if "urban" not in area.clusters:
+        urban = urbanisation_classes(area, population) >= TOWN
+        urban.attrs["rule"] = {"kind": "degree of urbanisation"}
+        return urban.rename("urban")
+    layout = GridLayout.of(grid["ix"].to_numpy(), grid["iy"].to_numpy(), area.cell_size)
+    rows, cols = layout.pixel(grid["ix"].to_numpy(), grid["iy"].to_numpy())
+    raster = np.zeros((layout.height, layout.width))
+    raster[rows, cols] = population.reindex(grid.index).fillna(0.0).to_numpy()
+    km2 = (area.cell_size / 1000) ** 2
+    smooth = ndimage.uniform_filter(raster, size=3, mode="constant") / km2
+    density = pd.Series(smooth[rows, cols], index=grid.index)
+    ix, iy = cell_index(
+        area.clusters.geometry.x.to_numpy(), area.clusters.geometry.y.to_numpy(), area.cell_size
+    )
+    at_clusters = density.reindex(cell_ids(ix, iy)).fillna(0.0).to_numpy()
+    flags = area.clusters["urban"].to_numpy(bool)
+    best_t, best_score = np.inf, -1.0
+    for t in np.unique(at_clusters):
+        called = at_clusters >= t
+        tpr = called[flags].mean() if flags.any() else 1.0
+        tnr = (~called[~flags]).mean() if (~flags).any() else 1.0
+        if (score := (tpr + tnr) / 2) > best_score:
+            best_t, best_score = float(t), float(score)
+    urban = (density >= best_t).rename("urban")
+    urban.attrs["rule"] = {
+        "kind": "survey-matched density",
+        "people_per_km2": best_t,
+        "balanced_accuracy": best_score,
+    }
+    return urban
+
+
 def cell_facts(
     area: StudyArea, *, engine: Engine, progress: ProgressCallback | None = None
 ) -> pd.DataFrame:
-    """Per grid cell: ``population``, ``urban`` (a town or city by the Degree of
-    Urbanisation, from the population raster) and ``dark`` (own-cell mean radiance below
-    the nightlight floor), each where the inputs exist."""
+    """Per grid cell: ``population``, ``urban`` (see :func:`urban_cells`) and ``dark``
+    (own-cell mean radiance below the nightlight floor), each where the inputs exist."""
     grid = area.grid
     facts = pd.DataFrame(index=grid.index)
     if "population" in area.rasters:
@@ -227,7 +273,9 @@ def cell_facts(
             progress=progress,
         )
         facts["population"] = people["pop_sum"].fillna(0.0)
-        facts["urban"] = urbanisation_classes(area, facts["population"]) >= TOWN
+        urban = urban_cells(area, facts["population"])
+        facts["urban"] = urban
+        facts.attrs["urban_rule"] = urban.attrs["rule"]
     else:
         facts["population"] = 0.0
         facts["urban"] = False

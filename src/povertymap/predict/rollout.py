@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import geopandas as gpd
@@ -15,7 +15,7 @@ from povertymap.predict.grid import GridLayout
 if TYPE_CHECKING:
     from povertymap.studyarea import StudyArea
 
-__all__ = ["cells_to_raster", "map_cells", "predict_cells"]
+__all__ = ["cells_to_raster", "map_cells", "out_of_area_predictions", "predict_cells"]
 
 PREDICT_CHUNK = 100_000  # cells per predict call: bounds memory for national grids
 
@@ -59,3 +59,26 @@ def map_cells(
     for name, model in models.items():
         cells["estimate" if name == "model" else name] = predict_cells(model, features)
     return cells
+
+
+def out_of_area_predictions(
+    fit: Callable[[pd.DataFrame, np.ndarray], BaseEstimator],
+    X: pd.DataFrame,
+    y: np.ndarray,
+    cluster_area: np.ndarray,
+    features: pd.DataFrame,
+    cell_area: np.ndarray,
+) -> pd.Series:
+    """Each cell predicted by a model refitted without the clusters of its own area.
+
+    Small-area estimation combines an area's survey estimate with the map's; the two must
+    have independent errors, and a map fitted on the area's own clusters carries part of
+    their sampling error. ``fit(X, y)`` returns a fitted model.
+    """
+    out = pd.Series(np.nan, index=features.index, name="pred_out_of_area")
+    for area_id in pd.unique(cell_area):
+        keep = cluster_area != area_id
+        here = cell_area == area_id
+        model = fit(X[keep], y[keep])
+        out[here] = predict_cells(model, features[here]).to_numpy()
+    return out

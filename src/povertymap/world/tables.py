@@ -124,6 +124,8 @@ def survey_tables(
             "lat": lat,
             "urban": np.where(urban, "U", "R"),
             "n_households": grp.size().reindex(cid).to_numpy(),
+            # households listed in the EA before the second stage (a survey's listing)
+            "ea_households": country.ea.households[ids],
             "weight": grp["weight"].first().reindex(cid).to_numpy(),
             "log_consumption": (grp["_m"].sum() / people).reindex(cid).to_numpy(),
             "asset_index": grp["asset_index"].mean().reindex(cid).to_numpy(),

@@ -1,6 +1,6 @@
 """Print the README's result tables from a run directory's metrics.json (Markdown).
 
-Run: ``.venv/bin/python benchmarks/readme_tables.py runs/<run_id>`` after
+Run: ``.venv/bin/python scripts/readme_tables.py runs/<run_id>`` after
 ``povertymap run --compare`` on the demo country (with its truth). Every figure in the
 README's results section comes from this output.
 """
