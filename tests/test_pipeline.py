@@ -59,11 +59,8 @@ def test_cells_map_and_admin_agree(tiny_run: RunResult, tiny_world: Path) -> Non
     with rasterio.open(tiny_run.path / "map.tif") as ds:
         assert ds.descriptions[0] == "estimate" and ds.res == (1000.0, 1000.0)
         band = ds.read(1)
-        inverse = ~ds.transform
-        cols, rows = inverse * (
-            cells.geometry.centroid.x.to_numpy(),
-            cells.geometry.centroid.y.to_numpy(),
-        )
+        centres = cells.geometry.centroid
+        cols, rows = ~ds.transform @ (centres.x.to_numpy(), centres.y.to_numpy())
         rows, cols = np.floor(rows).astype(int), np.floor(cols).astype(int)
         assert np.allclose(band[rows, cols], cells["estimate"].to_numpy(dtype="float32"))
         assert np.isnan(band).sum() == band.size - len(cells)  # nodata outside the cells

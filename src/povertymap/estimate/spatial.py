@@ -132,20 +132,7 @@ def empirical_variogram(
     of a cluster mean) is subtracted pair by pair, so the result describes the noise-free
     field. Returns ``lag`` (mean distance in the bin), ``gamma``, ``n_pairs``.
     """
-    xx = np.asarray(x, dtype=float)
-    yy = np.asarray(y, dtype=float)
-    z = np.asarray(values, dtype=float)
-    v = np.zeros_like(z) if noise_var is None else np.broadcast_to(noise_var, z.shape)
-    tree = cKDTree(np.column_stack([xx, yy]))
-    pairs = tree.query_pairs(max_dist, output_type="ndarray")
-    if len(pairs) < n_bins * 10:
-        raise ModelError(
-            f"only {len(pairs)} cluster pairs lie within {max_dist:.0f} m, too few for a "
-            f"{n_bins}-bin variogram; raise variogram_max_m or lower variogram_bins"
-        )
-    i, j = pairs[:, 0], pairs[:, 1]
-    d = np.hypot(xx[i] - xx[j], yy[i] - yy[j])
-    sv = 0.5 * (z[i] - z[j]) ** 2 - 0.5 * (v[i] + v[j])
+    _, _, d, sv = _pair_semivariances(x, y, values, noise_var, max_dist, n_bins)
     edges = np.linspace(0.0, max_dist, n_bins + 1)
     b = np.clip(np.digitize(d, edges) - 1, 0, n_bins - 1)
     n = np.bincount(b, minlength=n_bins)
@@ -220,22 +207,9 @@ def nested_variogram(
     isotropic variogram averages the two and misses it. Returns ``lag, gamma, n_pairs,
     other_admin2, other_admin1``.
     """
-    xx = np.asarray(x, dtype=float)
-    yy = np.asarray(y, dtype=float)
-    z = np.asarray(values, dtype=float)
-    v = np.zeros_like(z) if noise_var is None else np.broadcast_to(noise_var, z.shape)
+    i, j, d, sv = _pair_semivariances(x, y, values, noise_var, max_dist, n_bins)
     a2 = np.asarray(admin2)
-    a1 = np.zeros(z.size) if admin1 is None else np.asarray(admin1)
-    tree = cKDTree(np.column_stack([xx, yy]))
-    pairs = tree.query_pairs(max_dist, output_type="ndarray")
-    if len(pairs) < n_bins * 10:
-        raise ModelError(
-            f"only {len(pairs)} cluster pairs lie within {max_dist:.0f} m, too few for a "
-            f"{n_bins}-bin variogram; raise variogram_max_m or lower variogram_bins"
-        )
-    i, j = pairs[:, 0], pairs[:, 1]
-    d = np.hypot(xx[i] - xx[j], yy[i] - yy[j])
-    sv = 0.5 * (z[i] - z[j]) ** 2 - 0.5 * (v[i] + v[j])
+    a1 = np.zeros(len(np.asarray(values))) if admin1 is None else np.asarray(admin1)
     o1 = (a1[i] != a1[j]).astype(int)
     o2 = np.maximum((a2[i] != a2[j]).astype(int), o1)
     cls = o2 + o1  # 0 same admin-2, 1 other admin-2 same admin-1, 2 other admin-1
@@ -375,3 +349,28 @@ def _infer_cell_size(x: np.ndarray, y: np.ndarray) -> float:
     if steps.size == 0:
         return 1.0
     return float(steps.min())
+
+
+def _pair_semivariances(
+    x: ArrayLike,
+    y: ArrayLike,
+    values: ArrayLike,
+    noise_var: ArrayLike | None,
+    max_dist: float,
+    n_bins: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs closer than ``max_dist``: indices, distances and noise-free semivariances."""
+    xx = np.asarray(x, dtype=float)
+    yy = np.asarray(y, dtype=float)
+    z = np.asarray(values, dtype=float)
+    v = np.zeros_like(z) if noise_var is None else np.broadcast_to(noise_var, z.shape)
+    pairs = cKDTree(np.column_stack([xx, yy])).query_pairs(max_dist, output_type="ndarray")
+    if len(pairs) < n_bins * 10:
+        raise ModelError(
+            f"only {len(pairs)} cluster pairs lie within {max_dist:.0f} m, too few for a "
+            f"{n_bins}-bin variogram; raise variogram_max_m or lower variogram_bins"
+        )
+    i, j = pairs[:, 0], pairs[:, 1]
+    d = np.hypot(xx[i] - xx[j], yy[i] - yy[j])
+    sv = 0.5 * (z[i] - z[j]) ** 2 - 0.5 * (v[i] + v[j])
+    return i, j, d, sv
