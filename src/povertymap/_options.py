@@ -8,6 +8,7 @@ that needs one of them calls :func:`require` at the point of use and gets a
 from __future__ import annotations
 
 import importlib
+import os
 from types import ModuleType
 
 from povertymap.errors import DependencyError
@@ -28,6 +29,9 @@ EXTRAS: dict[str, str] = {
 
 def require(module: str) -> ModuleType:
     """Import ``module`` or raise a DependencyError that says which extra provides it."""
+    if module.split(".")[0] in ("tensorflow", "keras"):
+        os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
     try:
         return importlib.import_module(module)
     except ImportError as exc:
