@@ -182,6 +182,7 @@ def run(
             )
         with timer.stage("fit"):
             fitted = {name: fit_model(m, X, y) for name, m in cv.models.items()}
+        references = {k: v for k, v in fitted.items() if k != "model"}
         with timer.stage("rollout"):
             cells = map_cells(area, features.cell_facts, features.cells, fitted)
         if area.households is not None:  # small-area estimation needs independent maps
@@ -213,13 +214,12 @@ def run(
         }
         registry = read_registry(cfg.registry) if cfg.registry is not None else None
         plan = None
-        if "poverty_rate" in cells:
+        if cfg.poverty_line is not None and "poverty_rate" in cells:
             with timer.stage("targeting"):
-                for name in fitted:
-                    if name != "model":
-                        cells[f"{name}_poverty"] = map_headcounts(
-                            cells, name, estimates.within_sd, cfg.poverty_line or 0.0
-                        )
+                for name in references:
+                    cells[f"{name}_poverty"] = map_headcounts(
+                        cells, name, estimates.within_sd, cfg.poverty_line
+                    )
                 plan = make_plan(cells, cfg.targeting, registry=registry, survey=area.households)
                 metrics["targeting"] = plan_summary(plan, cfg.targeting)
         with timer.stage("write"):
@@ -230,7 +230,6 @@ def run(
             _write_public(area, estimates, folder / "public")
             if plan is not None:
                 write_table(plan.reset_index(), folder / "targeting.csv")
-            references = {k: v for k, v in fitted.items() if k != "model"}
             save_model(
                 SavedModel(
                     model=fitted["model"],
@@ -440,7 +439,7 @@ def displacement_sensitivity(
             gpd.points_from_xy(moved["easting"], moved["northing"], crs=area.crs)
         )
         X = build_features(blocks, area, cluster_buffers(points, radii), engine=engine)
-        again = cross_validate(area, X, compare_random=False, **cv_options)
+        again = cross_validate(area, X, compare_random=False, references=False, **cv_options)
         r2.append(float(again.metrics["r2"]))
         if progress is not None:
             progress("re-displacement", k + 1, draws)

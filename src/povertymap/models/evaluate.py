@@ -123,14 +123,19 @@ def cross_validate(
     group: str | None = None,
     n_folds: int | None = None,
     compare_random: bool = True,
+    references: bool = True,
     prediction: tuple[np.ndarray, np.ndarray] | None = None,
     progress: ProgressCallback | None = None,
 ) -> CrossValidation:
-    """Cross-validate the configured model and, when nightlight features exist, the baseline.
+    """Cross-validate the configured model, with its references and ``models``, on one set
+    of folds.
 
-    ``models`` adds named models to compare on the same folds (their out-of-fold
-    predictions become columns of ``oof``). With ``compare_random``, the model is also
-    scored on random folds so reports can show how optimistic random CV is.
+    ``references`` adds the nightlights-only and no-imagery models
+    (:func:`~povertymap.models.classical.reference_models`); ``models`` adds named models
+    to compare (each gets an out-of-fold column in ``oof``). With ``compare_random``, the
+    model is also scored on random folds, to show how optimistic random CV is.
+    ``prediction`` (the map's cell centres and populations) adds the distance-matching
+    diagnostic and resolves ``block_size_m: auto``.
     """
     cfg = area.config
     cv_cfg = cfg.cv if n_folds is None else cfg.cv.model_copy(update={"folds": n_folds})
@@ -157,7 +162,11 @@ def cross_validate(
     folds = make_folds(cv_cfg, area.clusters, xy, scheme=scheme, group=group)
     if prediction is not None:
         matching.update(distance_match(xy, folds, *prediction))
-    named = {"model": cfg.model, **reference_models(cfg.model, X.columns), **(models or {})}
+    named = {
+        "model": cfg.model,
+        **(reference_models(cfg.model, X.columns) if references else {}),
+        **(models or {}),
+    }
     oof = pd.DataFrame({"y": y}, index=X.index)
     for name, model_cfg in named.items():
         pred, fold_id = out_of_fold(
