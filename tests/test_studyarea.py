@@ -9,8 +9,8 @@ from pyproj import CRS
 
 from builders import TinyStudy
 from povertymap.errors import InputError
+from povertymap.grid import GridLayout, cell_ids, cell_index, make_grid
 from povertymap.io.configfile import read_config
-from povertymap.predict.grid import GridLayout, cell_ids, cell_index, make_grid
 from povertymap.studyarea import cluster_buffers, load_study_area
 
 

@@ -21,6 +21,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from povertymap import __version__
+from povertymap.engine.base import ProgressCallback
 from povertymap.errors import PovertyMapError
 
 app = typer.Typer(
@@ -34,7 +35,6 @@ console = Console()
 err_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
-ProgressCallback = Callable[[str, int, int], None]
 
 
 class _Invocation:
@@ -160,12 +160,12 @@ def info(run_dir: Annotated[Path, typer.Argument(help="A run directory (runs/<ru
 
     Example: povertymap info runs/demo-20261130T120000Z-1a2b3c
     """
-    from povertymap.rundir import RunDirectory
+    from povertymap.rundir import open_run
 
-    run = RunDirectory.open(run_dir)
+    run = open_run(run_dir)
     m = run.manifest
     console.print(
-        f"[bold]{run.run_id}[/]  created {m.get('created', '?')}  "
+        f"[bold]{run.run_id}[/]  {run.kind}, created {m.get('created', '?')}  "
         f"povertymap {m.get('version', '?')}"
     )
     inputs = Table(title="inputs")
@@ -180,8 +180,8 @@ def info(run_dir: Annotated[Path, typer.Argument(help="A run directory (runs/<ru
     for rel, meta in m.get("files", {}).items():
         files.add_row(rel, meta["sha256"][:12], f"{meta['bytes']:,}")
     console.print(files)
-    if (run.path / "metrics.json").exists():
-        cv = run.json("metrics.json").get("cv", {})
+    if run.has("metrics.json"):
+        cv = run.metrics().get("cv", {})
         if cv:
             r2, rho = cv.get("r2", float("nan")), cv.get("spearman", float("nan"))
             console.print(
@@ -420,12 +420,11 @@ def target(
     from pydantic import ValidationError
 
     from povertymap.errors import ConfigError
-    from povertymap.io.configfile import read_config
     from povertymap.pipeline import target as target_job
-    from povertymap.rundir import RunDirectory
+    from povertymap.rundir import open_run
 
-    run = RunDirectory.open(run_dir)
-    base = read_config(run.path / "config.yaml").targeting
+    run = open_run(run_dir)
+    base = run.targeting_settings()
     changes: dict[str, object] = {
         k: v for k, v in {"unit": unit, "method": method}.items() if v is not None
     }
@@ -438,8 +437,7 @@ def target(
             f"bad targeting option: {exc.errors()[0]['msg']}",
             fix="use --unit cell|admin2 and --method geographic|pmt|hybrid",
         ) from None
-    with _progress() as progress:
-        result = target_job(run.path, settings, budget=budget, progress=progress)
+    result = target_job(run.path, settings, budget=budget)
     t = result.metrics["targeting"]
     units = (
         "households"

@@ -1,8 +1,11 @@
 """The run report: a static HTML page with figures a policy analyst can read.
 
-Figures are drawn with matplotlib (Agg backend, no display) and saved under ``figures/``;
-the page references them. Sections are small functions of the run's results, so later
-stages (uncertainty, targeting) add sections without touching the others.
+:func:`render_report` draws it from a run directory's files alone (cells, admin table,
+out-of-fold predictions, metrics, plan and targeting evaluation), so ``run`` and
+``target`` render the same page and a moved run can be re-rendered. Figures are built
+with matplotlib's object API (no pyplot state, no backend switch at import) and saved
+under ``figures/``; the page references them. Sections are small functions of the run's
+results, so later stages add sections without touching the others.
 """
 
 from __future__ import annotations
@@ -14,11 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import matplotlib
-
-matplotlib.use("Agg")
 import geopandas as gpd
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -28,9 +27,12 @@ from povertymap.io.writers import write_figure, write_text
 from povertymap.predict.rollout import cells_to_raster
 
 if TYPE_CHECKING:
+    from povertymap.config import TargetingSettings
+    from povertymap.rundir import RunDirectory
     from povertymap.studyarea import StudyArea
+    from povertymap.target.stage import TargetingEvaluation
 
-__all__ = ["Report", "Section", "add_section"]
+__all__ = ["Report", "Section", "describe_sources", "render_report"]
 
 CMAP = "RdYlBu"  # red = poor, blue = rich; diverging and readable in grey
 
@@ -53,7 +55,6 @@ class Section:
         imgs = []
         for name, fig in self.figures.items():
             write_figure(fig, folder / "figures" / f"{name}.png")
-            plt.close(fig)
             imgs.append(f'<img src="figures/{name}.png" alt="{html.escape(name)}">')
         return (
             f'<section id="{self.slug}"><h2>{html.escape(self.title)}</h2>{self.body}'
@@ -77,18 +78,6 @@ class Report:
         body = "\n".join(s.render(folder) for s in self.sections)
         page = _PAGE.format(title=html.escape(self.title), version=__version__, body=body)
         return write_text(page, folder / "report.html")
-
-
-def add_section(folder: Path, section: Section) -> Path:
-    """Put ``section`` into an existing ``report.html``, replacing one of the same title."""
-    page = (folder / "report.html").read_text(encoding="utf-8")
-    rendered = section.render(folder)
-    pattern = re.compile(rf'<section id="{section.slug}">.*?</section>', re.DOTALL)
-    if pattern.search(page):
-        page = pattern.sub(lambda _: rendered, page)
-    else:
-        page = page.replace("</body>", rendered + "\n</body>")
-    return write_text(page, folder / "report.html")
 
 
 _PAGE = """<!doctype html>
@@ -140,7 +129,8 @@ def cell_map(
     data, layout = cells_to_raster(cells, [column], cell_size)
     x0, y1 = layout.transform @ (0, 0)
     x1, y0 = layout.transform @ (layout.width, layout.height)
-    fig, ax = plt.subplots(figsize=(7, 6))
+    fig = Figure(figsize=(7, 6))
+    ax = fig.subplots()
     finite = data[0][np.isfinite(data[0])]
     vmin, vmax = np.percentile(finite, [2, 98]) if finite.size else (0, 1)
     im = ax.imshow(
@@ -161,7 +151,8 @@ def cell_map(
 
 def admin_map(admin: gpd.GeoDataFrame, column: str, title: str, cmap: str = CMAP) -> Figure:
     """A choropleth of admin units."""
-    fig, ax = plt.subplots(figsize=(7, 6))
+    fig = Figure(figsize=(7, 6))
+    ax = fig.subplots()
     admin.plot(
         column=column,
         cmap=cmap,
@@ -180,7 +171,8 @@ def admin_map(admin: gpd.GeoDataFrame, column: str, title: str, cmap: str = CMAP
 def cv_scatter(oof: pd.DataFrame, target: str) -> Figure:
     """Observed vs out-of-fold predicted, for the model and the nightlights baseline."""
     cols = [c for c in ("pred", "baseline") if c in oof]
-    fig, axes = plt.subplots(1, len(cols), figsize=(5.2 * len(cols), 4.8), squeeze=False)
+    fig = Figure(figsize=(5.2 * len(cols), 4.8))
+    axes = fig.subplots(1, len(cols), squeeze=False)
     lo, hi = np.nanpercentile(oof[["y", *cols]].to_numpy(), [0.5, 99.5])
     for ax, col in zip(axes[0], cols, strict=True):
         ax.scatter(oof[col], oof["y"], s=9, alpha=0.6)
@@ -199,7 +191,8 @@ def residuals_by_group(oof: pd.DataFrame, groups: pd.Series, label: str) -> Figu
     """Box plots of out-of-fold residuals (observed - predicted) per group."""
     resid = oof["y"] - oof["pred"]
     names = sorted(groups.dropna().unique())
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * len(names) + 2), 4))
+    fig = Figure(figsize=(max(5.0, 0.6 * len(names) + 2), 4))
+    ax = fig.subplots()
     ax.boxplot([resid[groups == g].to_numpy() for g in names], tick_labels=names)
     ax.axhline(0, color="black", lw=1)
     ax.set_xlabel(label)
@@ -209,9 +202,9 @@ def residuals_by_group(oof: pd.DataFrame, groups: pd.Series, label: str) -> Figu
     return fig
 
 
-def sources_table(area: StudyArea) -> str:
-    """The inputs with their provenance: file, kind, CRS, size."""
-    rows: list[list[Any]] = []
+def describe_sources(area: StudyArea) -> list[dict[str, str]]:
+    """The inputs with their provenance (key, file, kind, CRS, size), for the report."""
+    rows = []
     for key, path in area.config.files().items():
         kind, crs, size = "", "", ""
         if key.startswith("rasters."):
@@ -227,8 +220,16 @@ def sources_table(area: StudyArea) -> str:
             kind, size = "survey households", f"{len(area.households):,} rows"
         elif key == "boundaries" and area.admin is not None:
             kind, size = "admin units", f"{len(area.admin):,} units"
-        rows.append([key, Path(path).name, kind, crs, size])
-    return table(rows, ["source", "file", "kind", "CRS", "size"])
+        rows.append(
+            {"source": key, "file": Path(path).name, "kind": kind, "crs": crs, "size": size}
+        )
+    return rows
+
+
+def sources_table(sources: Sequence[dict[str, str]]) -> str:
+    """The table of :func:`describe_sources`."""
+    keys = ("source", "file", "kind", "crs", "size")
+    return table([[s[k] for k in keys] for s in sources], ["source", "file", "kind", "CRS", "size"])
 
 
 def accuracy_section(metrics: dict[str, Any], oof: pd.DataFrame, target: str) -> Section:
@@ -367,8 +368,8 @@ def uncertainty_section(
     return Section("Uncertainty", body, figures)
 
 
-def calibration_section(oof: pd.DataFrame, metrics: dict[str, Any], calibrate: Any) -> Section:
-    """Shrinkage of out-of-fold predictions, before and after the calibration."""
+def calibration_section(oof: pd.DataFrame, metrics: dict[str, Any]) -> Section:
+    """Shrinkage of out-of-fold predictions, before and after the (linear) calibration."""
     c = metrics.get("estimate", {}).get("calibration", {})
     rows = [
         ["before", c.get("slope_before"), c.get("var_ratio_before")],
@@ -387,8 +388,9 @@ def calibration_section(oof: pd.DataFrame, metrics: dict[str, Any], calibrate: A
         "less poor. A linear correction fitted on out-of-fold predictions (with the survey's "
         f"noise accounted for) stretches them back.{note}"
     ) + table(rows, ["", "slope observed~predicted", "variance predicted / true"])
-    fig, ax = plt.subplots(figsize=(5.2, 4.8))
-    after = calibrate(oof["pred"].to_numpy())
+    fig = Figure(figsize=(5.2, 4.8))
+    ax = fig.subplots()
+    after = c.get("intercept", 0.0) + c.get("slope", 1.0) * oof["pred"].to_numpy(dtype=float)
     ax.scatter(oof["pred"], oof["y"], s=8, alpha=0.5, label="before")
     ax.scatter(after, oof["y"], s=8, alpha=0.5, label="after")
     lo, hi = np.nanpercentile(np.concatenate([oof["y"], after]), [0.5, 99.5])
@@ -464,11 +466,12 @@ def targeting_section(
     cells: gpd.GeoDataFrame,
     cell_size: float,
     settings: Any,
-    evaluation: Any | None,
+    metrics: dict[str, Any],
+    evaluation: TargetingEvaluation | None,
 ) -> Section:
-    """The plan at the default budget, and (with truth) every alternative against it."""
-    a = plan.attrs
-    chosen = plan[plan["selected"]] if "selected" in plan else plan
+    """The plan at the run's budget, and (with truth) every alternative against it."""
+    a = metrics["targeting"]
+    chosen = plan[plan["selected"].astype(bool)] if "selected" in plan else plan
     body = para(
         f"{settings.method.capitalize()} targeting of {settings.unit}s at a budget of "
         f"{a.get('budget', settings.budget)} ({a.get('measure', '')}), ranked by "
@@ -478,9 +481,8 @@ def targeting_section(
     )
     figures: dict[str, Figure] = {}
     if settings.unit == "cell" and "selected" in plan and settings.method != "pmt":
-        shown = cells.assign(
-            selected=plan["selected"].astype(float).reindex(cells.index, fill_value=0.0)
-        )
+        selected = plan.set_index("cell_id")["selected"].astype(float)
+        shown = cells.assign(selected=selected.reindex(cells.index, fill_value=0.0))
         figures["targeting_map"] = cell_map(
             shown, "selected", cell_size, "Selected cells", cmap="Greens", label="selected"
         )
@@ -529,3 +531,74 @@ def targeting_section(
         figures["targeting_curves"] = plot_targeting_curves(evaluation.curves)
         figures["parity_gaps"] = plot_parity_gaps(evaluation.gaps)
     return Section("Targeting", body, figures)
+
+
+def _map_section(
+    cells: gpd.GeoDataFrame, admin: gpd.GeoDataFrame, metrics: dict[str, Any], cell_size: float
+) -> Section:
+    """The map itself: cell estimates, their admin means and the headcount."""
+    target = metrics["target"]
+    figures = {
+        "map": cell_map(cells, "estimate", cell_size, f"Estimated {target}"),
+        "admin": admin_map(admin, "estimate", f"Estimated {target}, population-weighted"),
+    }
+    if "poverty_rate" in cells:
+        figures["poverty"] = cell_map(
+            cells,
+            "poverty_rate",
+            cell_size,
+            "Estimated poverty headcount",
+            cmap="RdYlBu_r",
+            label="share of people below the poverty line",
+        )
+    return Section(
+        "Map",
+        para(
+            f"Estimated {target} for {len(cells):,} cells of {cell_size / 1000:g} km "
+            f"({metrics['population']:,.0f} people), its population-weighted mean per admin "
+            "unit" + (", and the poverty headcount." if "poverty_rate" in cells else ".")
+        ),
+        figures,
+    )
+
+
+def render_report(
+    run: RunDirectory,
+    evaluation: TargetingEvaluation | None = None,
+    settings: TargetingSettings | None = None,
+) -> Path:
+    """Write ``report.html`` and ``figures/`` of a run from its own files.
+
+    ``evaluation`` (the targeting methods scored against the truth) is read from the
+    run's ``targeting/`` folder, and the plan's ``settings`` from its config, when not
+    given.
+    """
+    metrics = run.metrics()
+    config = run.config_data()
+    cell_size = float(config["grid"]["cell_size_m"])
+    cells, admin, oof = run.cells(), run.admin(), run.oof()
+    report = Report(f"Poverty map of {config['name']}")
+    report.add(_map_section(cells, admin, metrics, cell_size))
+    report.add(accuracy_section(metrics, oof, metrics["target"]))
+    report.add(groups_section(metrics, oof, oof.get("parent_id")))
+    report.add(calibration_section(oof, metrics))
+    report.add(uncertainty_section(cells, cell_size, metrics, metrics["target"]))
+    report.add(small_area_section(admin, metrics))
+    if "truth" in metrics:
+        report.add(truth_section(metrics["truth"], metrics["cv"]))
+        report.add(coverage_section(metrics["truth"]))
+    report.add(Section("Data sources", sources_table(metrics.get("sources", []))))
+    plan = run.plan()
+    if plan is not None and "targeting" in metrics:
+        evaluation = evaluation or run.targeting_evaluation()
+        report.add(
+            targeting_section(
+                plan,
+                cells,
+                cell_size,
+                settings or run.targeting_settings(),
+                metrics,
+                evaluation,
+            )
+        )
+    return report.write(run.path)

@@ -10,7 +10,6 @@ area, households linked to clusters, table keys that exist in the survey.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -30,12 +29,13 @@ from povertymap.config import (
     StudyAreaConfig,
     TableConfig,
 )
+from povertymap.engine.base import ProgressCallback
 from povertymap.errors import ConfigError, InputError, SurveyError, VectorError
+from povertymap.grid import make_grid
 from povertymap.io.raster import RasterSource, open_raster
 from povertymap.io.survey import read_clusters, read_households, read_tabular, row_label
 from povertymap.io.tables import read_feature_table
 from povertymap.io.vector import read_vector
-from povertymap.predict.grid import make_grid
 
 __all__ = [
     "DEFAULT_BUFFER_M",
@@ -52,7 +52,6 @@ log = logging.getLogger(__name__)
 #: up to 10 km.
 DEFAULT_BUFFER_M = {"urban": 2000.0, "rural": 5000.0}
 
-ProgressCallback = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True, eq=False)

@@ -13,10 +13,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from povertymap.estimate.evaluate import evaluate_against_truth
+from povertymap.estimate.stage import EstimateResult
 from povertymap.io.survey import read_tabular
 from povertymap.models.evaluate import regression_metrics
 
-__all__ = ["read_truth", "score_cells"]
+__all__ = ["read_truth", "score_cells", "score_map"]
 
 #: Columns of the truth files that estimates are compared with.
 TRUE_MEAN = "mean_log_consumption"
@@ -31,7 +33,7 @@ def read_truth(folder: Path) -> dict[str, pd.DataFrame]:
     admin = admin.set_index(admin.columns[0])
     for col in admin.columns:
         converted = pd.to_numeric(admin[col], errors="coerce")
-        if converted.notna().all():
+        if converted.notna().sum() == admin[col].notna().sum():  # blanks become NaN
             admin[col] = converted
     return {"cells": cells, "admin": admin, "households": households}
 
@@ -47,7 +49,8 @@ def score_cells(
     ``dark`` is the population-weighted figure among cells below the nightlight floor,
     where lights cannot rank wealth.
     """
-    joined = cells.join(truth[[TRUE_MEAN, "population"]], rsuffix="_true", how="inner")
+    true = truth[[TRUE_MEAN, "population"]].rename(columns={"population": "population_true"})
+    joined = cells.drop(columns=[TRUE_MEAN], errors="ignore").join(true, how="inner")
     populated = joined[joined["population_true"] > 0]
     out: dict[str, Any] = {"n_cells": len(populated)}
     for column in columns:
@@ -65,3 +68,16 @@ def score_cells(
             entry["dark_share"] = float(np.average(dark, weights=people))
         out[column] = entry
     return out
+
+
+def score_map(
+    cells: pd.DataFrame,
+    estimates: EstimateResult,
+    truth: dict[str, pd.DataFrame],
+    references: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """A run's map against the truth: cell accuracy of the estimate and of each reference
+    map, and the coverage of cell and area intervals (``truth["estimate"]``)."""
+    scores = score_cells(cells, truth["cells"], ("estimate", *references))
+    scores["estimate"].update(evaluate_against_truth(estimates, truth["cells"], truth["admin"]))
+    return scores

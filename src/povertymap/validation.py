@@ -15,8 +15,9 @@ import shapely
 from rasterio.warp import transform_bounds
 
 from povertymap.config import StudyAreaConfig
+from povertymap.engine.base import ProgressCallback
 from povertymap.io.survey import read_registry
-from povertymap.studyarea import ProgressCallback, StudyArea, load_study_area
+from povertymap.studyarea import StudyArea, load_study_area
 
 __all__ = ["SourceSummary", "ValidationReport", "validate"]
 

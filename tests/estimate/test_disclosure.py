@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from povertymap.config.estimate import DisclosureSettings
 from povertymap.estimate.disclosure import (
     DisclosureError,
     gate,
@@ -16,7 +17,6 @@ from povertymap.estimate.disclosure import (
     strip_private,
     violations,
 )
-from povertymap.estimate.settings import DisclosureSettings
 
 VALUES = ("estimate", "poverty_rate", "fh_poverty")
 DIRECT = ("direct", "direct_var")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import pickle
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import geopandas as gpd
+import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -220,9 +222,11 @@ def test_cnn_block_trains_caches_and_pickles(
     assert again.from_cache_
     pd.testing.assert_frame_equal(feats, again.transform(area, buffers, engine=ENGINE))
 
-    # the fitted block pickles (the Keras model travels as .keras bytes)
-    clone = pickle.loads(pickle.dumps(block))
-    clone.cache_dir = None  # recompute the cells with the unpickled model, in a temp folder
+    # the fitted block pickles (the Keras model travels as .keras bytes), without its folders
+    blob = pickle.dumps(block)
+    assert str(cache).encode() not in blob and str(logs).encode() not in blob
+    clone = pickle.loads(blob)
+    assert clone.cache_dir is None and clone.log_dir is None  # cells recomputed in a temp folder
     cells = area.grid.iloc[:12]
     pd.testing.assert_frame_equal(
         block.transform(area, cells, engine=ENGINE), clone.transform(area, cells, engine=ENGINE)
@@ -252,3 +256,40 @@ def test_context_zones_average_the_neighbourhood(area: StudyArea, rcf: RandomCon
     np.testing.assert_allclose(
         out.iloc[0, :16].to_numpy(), every.loc[nine].iloc[:, :16].mean().to_numpy(), rtol=1e-5
     )
+
+
+def test_a_saved_block_transforms_after_its_run_folder_moves(
+    area: StudyArea, tmp_path: Path
+) -> None:
+    """The cache and log folders are not pickled: a model moved elsewhere still transforms."""
+    run_a, run_b = tmp_path / "A", tmp_path / "B"
+    cache, logs = run_a / ".cache", run_a / "logs"
+    block = RandomConvFeatures(
+        n_filters=4, sample_tiles=16, cloud_min=240.0, cache_dir=cache, log_dir=logs
+    )
+    block.fit(area, engine=ENGINE)
+    zones = area.cluster_buffers()
+    before = block.transform(area, zones, engine=ENGINE)
+    assert list(cache.rglob("*.npz"))  # the cells were cached in the run folder
+    joblib.dump(block, run_a / "model.joblib")
+    assert str(run_a).encode() not in (run_a / "model.joblib").read_bytes()
+    shutil.move(run_a, run_b)
+    shutil.rmtree(run_b / ".cache")
+    assert not cache.exists()
+
+    loaded = joblib.load(run_b / "model.joblib")
+    assert loaded.cache_dir is None and loaded.log_dir is None
+    assert loaded.key_ == block.key_
+    after = loaded.transform(area, zones, engine=ENGINE)
+    pd.testing.assert_frame_equal(before, after)
+    assert not cache.exists()  # recomputed in a private temporary folder, not the old path
+    assert not (run_b / ".cache").exists()
+
+
+def test_input_digests_are_memoised_per_block(area: StudyArea) -> None:
+    a = RandomConvFeatures(n_filters=2, sample_tiles=8, cloud_min=240.0)
+    b = RandomConvFeatures(n_filters=2, sample_tiles=8, cloud_min=240.0)
+    key = a._key(area)
+    assert len(a._digests) == 1 and b._digests == {}  # one input, no state shared
+    assert b._key(area) == key and a._digests == b._digests
+    assert "_digests" not in a.__getstate__()

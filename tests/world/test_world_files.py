@@ -15,7 +15,7 @@ import yaml
 from pyproj import CRS, Transformer
 
 from povertymap.config import config_from_dict
-from povertymap.predict.grid import make_grid
+from povertymap.grid import make_grid
 from povertymap.world import PRESETS
 from povertymap.world.households import PMT_COLUMNS
 

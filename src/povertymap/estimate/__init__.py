@@ -8,6 +8,7 @@ result against a known truth (the synthetic world). Methods and equations are in
 
 from __future__ import annotations
 
+from povertymap.config.estimate import DisclosureSettings, EstimationSettings
 from povertymap.estimate.aggregate import simulate_area_intervals, weighted_area_means
 from povertymap.estimate.calibrate import LinearCalibrator, calibration_report
 from povertymap.estimate.conformal import MondrianConformal, conformal_quantile
@@ -30,7 +31,6 @@ from povertymap.estimate.displacement import Displacement, displace_clusters, di
 from povertymap.estimate.evaluate import evaluate_against_truth
 from povertymap.estimate.headcount import expected_headcount, headcount, headcount_interval
 from povertymap.estimate.sae import FayHerriot, benchmark
-from povertymap.estimate.settings import DisclosureSettings, EstimationSettings
 from povertymap.estimate.spatial import (
     ExponentialCovariance,
     GridFieldSampler,
@@ -39,7 +39,7 @@ from povertymap.estimate.spatial import (
     fit_nested,
     nested_variogram,
 )
-from povertymap.estimate.stage import EstimateResult, estimate_map
+from povertymap.estimate.stage import EstimateResult, estimate_areas, estimate_map
 
 __all__ = [
     "DisclosureError",
@@ -60,6 +60,7 @@ __all__ = [
     "displace_clusters",
     "displace_points",
     "empirical_variogram",
+    "estimate_areas",
     "estimate_map",
     "evaluate_against_truth",
     "expected_headcount",

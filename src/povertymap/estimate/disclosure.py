@@ -21,8 +21,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from povertymap.config.estimate import DisclosureSettings
 from povertymap.errors import PovertyMapError
-from povertymap.estimate.settings import DisclosureSettings
 
 __all__ = [
     "PRIVATE_COLUMNS",

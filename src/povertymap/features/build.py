@@ -22,7 +22,7 @@ from povertymap.features.nightlights import DARK_THRESHOLD, NightlightFeatures
 from povertymap.features.population import POPULATION_SPEC
 from povertymap.features.settlements import TOWN, urbanisation_classes
 from povertymap.features.zonal import zonal_stats
-from povertymap.predict.grid import GridLayout, cell_ids, cell_index
+from povertymap.grid import GridLayout, cell_ids, cell_index
 
 if TYPE_CHECKING:
     from povertymap.studyarea import StudyArea

@@ -12,7 +12,12 @@ Cell vectors are computed once and kept on disk (``cache_dir``, or a temporary f
 lives as long as the block), keyed by the digest of the imagery (and nightlights), the
 grid and every hyperparameter, so transforming the grid after the buffers, or a second run,
 reuses them; with a ``cache_dir`` the trained CNN itself is cached too and ``fit`` loads it
-instead of training again.
+instead of training again. The files are read and written by :mod:`povertymap.io.embeddings`.
+
+``cache_dir`` and ``log_dir`` are runtime options, not part of the fitted state: pickling a
+block drops them (a saved model holds no path of the run that made it, so it still works
+once moved), and a loaded block computes the vectors it needs again in a private temporary
+folder unless it is given a ``cache_dir``.
 
 Missing imagery: a cell whose tile has less than ``min_valid`` valid pixels (outside the
 image, nodata, cloud) gets no vector and is left out of zone means, with weights
@@ -26,12 +31,7 @@ Importing this module does not import tensorflow: the CNN loads it in ``fit``.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import shutil
-import tempfile
 import time
-import weakref
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -44,6 +44,13 @@ import povertymap
 from povertymap.engine.base import Engine, ProgressCallback
 from povertymap.errors import ModelError
 from povertymap.features.base import FeatureBlock, chunk_zones
+from povertymap.io.embeddings import (
+    DigestMemo,
+    cached_model,
+    file_digest,
+    private_temp_dir,
+    write_cached_model,
+)
 from povertymap.models.deep.random_features import (
     RandomFilters,
     random_conv_features,
@@ -61,7 +68,6 @@ from povertymap.models.deep.tiles import (
 )
 from povertymap.models.deep.train import CNNSettings
 from povertymap.models.deep.zones import ZoneEmbeddingKernel, cells_touched
-from povertymap.rundir import file_sha256
 
 if TYPE_CHECKING:
     from povertymap.studyarea import StudyArea
@@ -74,16 +80,10 @@ CACHE_FORMAT = 2
 _D = CNNSettings()
 
 
-def _digest(path: Path) -> str:
-    """sha256 of a file, memoised on (path, size, mtime): an input is hashed once."""
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _DIGESTS:
-        _DIGESTS[key] = file_sha256(path)
-    return _DIGESTS[key]
-
-
-_DIGESTS: dict[tuple[str, int, int], str] = {}
+#: Fields that are options of this process, not fitted state: not pickled.
+_RUNTIME_FIELDS = ("cache_dir", "log_dir")
+#: Private per-instance working state: not pickled either.
+_PRIVATE_FIELDS = ("_tmp", "_digests")
 
 
 @dataclass(eq=False)
@@ -95,10 +95,12 @@ class _ImageryEmbeddings(FeatureBlock):
     random_state: int = 0
 
     _tmp: Path | None = field(default=None, init=False, repr=False)
+    #: Digests of the inputs, memoised per instance (an input is hashed once per block).
+    _digests: DigestMemo = field(default_factory=dict, init=False, repr=False)
 
     # -- to implement --------------------------------------------------------------------
     def _hyperparameters(self) -> dict[str, Any]:
-        skip = {"cache_dir", "log_dir", "_tmp"}
+        skip = {*_RUNTIME_FIELDS, *_PRIVATE_FIELDS}
         return {
             f.name: getattr(self, f.name) for f in fields(self) if f.init and f.name not in skip
         }
@@ -139,7 +141,7 @@ class _ImageryEmbeddings(FeatureBlock):
             "format": CACHE_FORMAT,
             "version": povertymap.__version__,
             "block": self.name,
-            "inputs": {n: _digest(area.rasters[n].path) for n in self._inputs()},
+            "inputs": {n: file_digest(area.rasters[n].path, self._digests) for n in self._inputs()},
             "crs": area.crs.to_wkt(),
             "cell_size": area.cell_size,
             "grid": _grid_hash(area),
@@ -151,8 +153,7 @@ class _ImageryEmbeddings(FeatureBlock):
         if self.cache_dir is not None:
             return Path(self.cache_dir) / f"{self.name}-{key}"
         if self._tmp is None:
-            self._tmp = Path(tempfile.mkdtemp(prefix=f"povertymap-{self.name}-"))
-            weakref.finalize(self, shutil.rmtree, str(self._tmp), True)
+            self._tmp = private_temp_dir(self, prefix=f"povertymap-{self.name}-")
         return self._tmp / f"{self.name}-{key}"
 
     def _store(self) -> EmbeddingStore:
@@ -199,9 +200,19 @@ class _ImageryEmbeddings(FeatureBlock):
         return TileGrid(transform, area.cell_size, float(getattr(self, "tile_margin_m", 0.0)))
 
     def __getstate__(self) -> dict[str, Any]:
+        """The fitted state, without the runtime options (``cache_dir``, ``log_dir``)."""
         state = dict(self.__dict__)
-        state["_tmp"] = None
+        for name in (*_RUNTIME_FIELDS, *_PRIVATE_FIELDS):
+            state.pop(name, None)
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A loaded block has no cache or log folder (set ``cache_dir`` to give it one)."""
+        self.__dict__.update(state)
+        self.cache_dir = None
+        self.log_dir = None
+        self._tmp = None
+        self._digests = {}
 
 
 def _grid_hash(area: StudyArea) -> str:
@@ -217,7 +228,8 @@ class TransferCNNFeatures(_ImageryEmbeddings):
 
     Fields are :class:`~povertymap.models.deep.train.CNNSettings` (documented there) plus
     ``cache_dir`` (cached model and cell embeddings; None: a temporary folder),
-    ``log_dir`` (TensorBoard logs; None: none) and ``random_state``. Needs an ``imagery``
+    ``log_dir`` (TensorBoard logs; None: none) and ``random_state``; ``cache_dir`` and
+    ``log_dir`` are not pickled (see the module docstring). Needs an ``imagery``
     and a ``nightlights`` raster. Fitted attributes: ``model_`` (the Keras model),
     ``history_`` (loss per epoch), ``train_seconds_``, ``from_cache_``, ``key_``.
     """
@@ -278,10 +290,10 @@ class TransferCNNFeatures(_ImageryEmbeddings):
 
         key = self._key(area)
         root = self._root(key)
-        model_path = root / "model.keras"
-        if model_path.exists():
+        cached = cached_model(root)
+        if cached is not None:
+            model_path, meta = cached
             self.model_ = load_cnn(model_path)
-            meta = json.loads((root / "meta.json").read_text())
             self.history_ = meta["history"]
             self.train_seconds_ = 0.0
             self.from_cache_ = True
@@ -313,9 +325,6 @@ class TransferCNNFeatures(_ImageryEmbeddings):
         self.train_seconds_ = result.seconds
         self.from_cache_ = False
         self.key_ = key
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = root / f".model.{os.getpid()}.keras"
-        result.model.save(tmp)
         meta = {
             "history": result.history,
             "seconds": result.seconds,
@@ -325,8 +334,7 @@ class TransferCNNFeatures(_ImageryEmbeddings):
             "classes": asdict(result.classes) if result.classes else None,
             **result.meta,
         }
-        (root / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
-        os.replace(tmp, model_path)
+        write_cached_model(root, result.model, meta)
         return self
 
     def _embed_missing(
@@ -366,26 +374,22 @@ class TransferCNNFeatures(_ImageryEmbeddings):
 
     def __getstate__(self) -> dict[str, Any]:
         """Picklable: the Keras model travels as the bytes of its ``.keras`` file."""
+        from povertymap.io.keras import keras_model_bytes
+
         state = super().__getstate__()
         model = state.pop("model_", None)
         if model is not None:
-            with tempfile.TemporaryDirectory() as d:
-                path = Path(d) / "model.keras"
-                model.save(path)
-                state["_model_bytes"] = path.read_bytes()
+            state["_model_bytes"] = keras_model_bytes(model)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Inverse of :meth:`__getstate__` (loads keras only when a model is present)."""
         blob = state.pop("_model_bytes", None)
-        self.__dict__.update(state)
+        super().__setstate__(state)
         if blob is not None:
-            from povertymap.models.deep.cnn import load_cnn
+            from povertymap.models.deep.cnn import cnn_from_bytes
 
-            with tempfile.TemporaryDirectory() as d:
-                path = Path(d) / "model.keras"
-                path.write_bytes(blob)
-                self.model_ = load_cnn(path)
+            self.model_ = cnn_from_bytes(blob)
 
 
 @dataclass(eq=False)
@@ -398,8 +402,8 @@ class RandomConvFeatures(_ImageryEmbeddings):
     Band statistics, whitening and filters come from ``sample_tiles`` random cells. Tiles
     with less than ``min_valid`` valid pixels get no vector; ``tile_margin_m``,
     ``cloud_min`` and ``block_cells`` as for the CNN. ``cache_dir``: cached cell features
-    (None: a temporary folder); ``log_dir`` is unused (nothing is trained). Needs only an
-    ``imagery`` raster and no tensorflow. Fitted: ``filters_``, ``stats_``, ``key_``.
+    (None: a temporary folder; not pickled); ``log_dir`` is unused (nothing is trained).
+    Needs only an ``imagery`` raster and no tensorflow. Fitted: ``filters_``, ``stats_``, ``key_``.
     """
 
     name: ClassVar[str] = "rcf"

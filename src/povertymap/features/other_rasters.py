@@ -14,7 +14,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from povertymap.config import RASTER_ROLES
+from povertymap.config.study import RASTER_ROLES
 from povertymap.engine.base import Engine, ProgressCallback
 from povertymap.features.base import FeatureBlock
 from povertymap.features.zonal import ZonalSpec, ratio, zone_sums

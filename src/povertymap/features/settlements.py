@@ -22,7 +22,7 @@ from scipy.spatial import cKDTree
 from povertymap.engine.base import Engine, ProgressCallback
 from povertymap.features.base import FeatureBlock
 from povertymap.features.population import population_sum
-from povertymap.predict.grid import GridLayout, cell_ids, cell_index
+from povertymap.grid import GridLayout, cell_ids, cell_index
 
 if TYPE_CHECKING:
     from povertymap.studyarea import StudyArea

@@ -36,8 +36,8 @@ from scipy import sparse
 
 from povertymap.engine.base import Engine, ProgressCallback
 from povertymap.features.base import FeatureBlock, ZoneChunk, chunk_zones
+from povertymap.grid import cell_ids
 from povertymap.io.raster import RasterSource
-from povertymap.predict.grid import cell_ids
 
 if TYPE_CHECKING:
     from povertymap.studyarea import StudyArea

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -20,12 +21,15 @@ from scipy.stats import wasserstein_distance
 from sklearn.base import BaseEstimator, clone
 
 from povertymap.config import CVConfig
+from povertymap.engine.base import Engine, ProgressCallback, fixed_threads
+from povertymap.engine.local import LocalEngine
 from povertymap.errors import ConfigError, ModelError
 
 __all__ = [
     "CANDIDATE_BLOCKS_M",
     "Fold",
     "distance_match",
+    "fit_predict_fold",
     "group_folds",
     "make_folds",
     "match_block_size",
@@ -215,17 +219,45 @@ def make_folds(
     raise ConfigError(f"unknown CV scheme {scheme!r}", fix="use spatial, random or group")
 
 
+def fit_predict_fold(
+    make: Callable[[], BaseEstimator],
+    X: pd.DataFrame,
+    y: np.ndarray,
+    task: tuple[int, Fold],
+) -> pd.DataFrame:
+    """Fit ``make()`` on fold ``k``'s training rows and predict its test rows.
+
+    ``task`` is ``(k, fold)``. Returns one row per test row, indexed by its id, with its
+    ``position`` in ``X``, ``pred`` and ``fold``. BLAS and OpenMP run on one thread (the
+    model is built first, so the OpenMP runtime LightGBM loads is pinned too): the numbers
+    are the same in this process, in a worker process, and on any machine.
+    """
+    k, fold = task
+    model = clone(make())
+    with fixed_threads(1):
+        model.fit(X.iloc[fold.train], y[fold.train])
+        pred = np.asarray(model.predict(X.iloc[fold.test]), dtype=float)
+    return pd.DataFrame({"position": fold.test, "pred": pred, "fold": k}, index=X.index[fold.test])
+
+
 def out_of_fold(
     make: Callable[[], BaseEstimator],
     X: pd.DataFrame,
     y: np.ndarray,
     folds: list[Fold],
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: ProgressCallback | None = None,
     label: str = "cross-validation",
+    *,
+    engine: Engine | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Out-of-fold predictions and the fold id of each row (each row is tested once)."""
-    pred = np.full(len(y), np.nan)
-    fold_id = np.full(len(y), -1)
+    """Out-of-fold predictions and the fold id of each row (each row is tested once).
+
+    Each fold is one task of :func:`fit_predict_fold` mapped by ``engine`` (default: this
+    process, one fold after another); the predictions are the same whatever the engine.
+    ``make`` must be picklable for a parallel engine (a module-level function or a
+    ``functools.partial``).
+    Rows in no test fold keep ``nan`` and fold ``-1``.
+    """
     for k, fold in enumerate(folds):
         if len(fold.train) < 10:
             raise ModelError(
@@ -233,9 +265,18 @@ def out_of_fold(
                 where="key cv",
                 fix="use a smaller cv.buffer_m or fewer, larger folds",
             )
-        model = clone(make()).fit(X.iloc[fold.train], y[fold.train])
-        pred[fold.test] = model.predict(X.iloc[fold.test])
-        fold_id[fold.test] = k
-        if progress is not None:
-            progress(label, k + 1, len(folds))
+    y = np.asarray(y)
+    engine = engine if engine is not None else LocalEngine()
+    done = engine.map(
+        partial(fit_predict_fold, make, X, y),
+        list(enumerate(folds)),
+        label=label,
+        progress=progress,
+    )
+    pred = np.full(len(y), np.nan)
+    fold_id = np.full(len(y), -1)
+    if len(done):
+        at = done["position"].to_numpy(dtype=np.int64)
+        pred[at] = done["pred"].to_numpy(dtype=float)
+        fold_id[at] = done["fold"].to_numpy()
     return pred, fold_id

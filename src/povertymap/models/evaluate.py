@@ -18,7 +18,7 @@ from povertymap.models.classical import make_model, reference_models
 from povertymap.models.cv import Fold, distance_match, make_folds, match_block_size, out_of_fold
 
 if TYPE_CHECKING:
-    from povertymap.engine.base import ProgressCallback
+    from povertymap.engine.base import Engine, ProgressCallback
     from povertymap.studyarea import StudyArea
 
 __all__ = [
@@ -55,6 +55,9 @@ def regression_metrics(
         return {"n": float(n)}
     my, mp = float(w @ y), float(w @ pred)
     var_y, var_p = float(w @ (y - my) ** 2), float(w @ (pred - mp) ** 2)
+    # a constant column's weighted variance is rounding noise, not zero: treat it as zero
+    tiny = 1e-12 * max(1.0, my**2, mp**2)
+    var_y, var_p = (v if v > tiny else 0.0 for v in (var_y, var_p))
     cov = float(w @ ((y - my) * (pred - mp)))
     resid = y - pred
     nan = float("nan")
@@ -126,6 +129,7 @@ def cross_validate(
     references: bool = True,
     prediction: tuple[np.ndarray, np.ndarray] | None = None,
     progress: ProgressCallback | None = None,
+    engine: Engine | None = None,
 ) -> CrossValidation:
     """Cross-validate the configured model, with its references and ``models``, on one set
     of folds.
@@ -135,7 +139,8 @@ def cross_validate(
     to compare (each gets an out-of-fold column in ``oof``). With ``compare_random``, the
     model is also scored on random folds, to show how optimistic random CV is.
     ``prediction`` (the map's cell centres and populations) adds the distance-matching
-    diagnostic and resolves ``block_size_m: auto``.
+    diagnostic and resolves ``block_size_m: auto``. ``engine`` runs the folds (default:
+    one after another in this process); the numbers are the same whatever the engine.
     """
     cfg = area.config
     cv_cfg = cfg.cv if n_folds is None else cfg.cv.model_copy(update={"folds": n_folds})
@@ -170,7 +175,13 @@ def cross_validate(
     oof = pd.DataFrame({"y": y}, index=X.index)
     for name, model_cfg in named.items():
         pred, fold_id = out_of_fold(
-            partial(make_model, model_cfg), X, y, folds, progress=progress, label=f"CV {name}"
+            partial(make_model, model_cfg),
+            X,
+            y,
+            folds,
+            progress=progress,
+            label=f"CV {name}",
+            engine=engine,
         )
         oof["pred" if name == "model" else name] = pred
         oof["fold"] = fold_id
@@ -200,7 +211,13 @@ def cross_validate(
     if compare_random and scheme != "random":
         rnd = make_folds(cv_cfg, area.clusters, xy, scheme="random")
         pred, _ = out_of_fold(
-            partial(make_model, cfg.model), X, y, rnd, progress=progress, label="CV random folds"
+            partial(make_model, cfg.model),
+            X,
+            y,
+            rnd,
+            progress=progress,
+            label="CV random folds",
+            engine=engine,
         )
         metrics["random_cv"] = regression_metrics(y, pred)
     return CrossValidation(scheme, folds, oof, metrics, named)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 import geopandas as gpd
@@ -10,7 +11,9 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from povertymap.predict.grid import GridLayout
+from povertymap.engine.base import Engine, ProgressCallback, fixed_threads
+from povertymap.engine.local import LocalEngine
+from povertymap.grid import GridLayout
 
 if TYPE_CHECKING:
     from povertymap.studyarea import StudyArea
@@ -42,23 +45,15 @@ def cells_to_raster(
     return out, layout
 
 
-def map_cells(
-    area: StudyArea,
-    facts: pd.DataFrame,
-    features: pd.DataFrame,
-    models: dict[str, BaseEstimator],
-) -> gpd.GeoDataFrame:
+def map_cells(area: StudyArea, facts: pd.DataFrame, predictions: pd.DataFrame) -> gpd.GeoDataFrame:
     """Every grid cell with its facts (population, urban, dark), admin units and the
-    predictions of each model: ``estimate`` for the one named ``model``, else its name."""
+    ``predictions`` (one column per model, indexed by ``cell_id``)."""
     grid = area.grid
     cells = grid[["ix", "iy", "aoi_fraction", "admin_id", "geometry"]].copy()
     admin = area.require_admin()
     if "parent_id" in admin:
         cells["parent_id"] = admin["parent_id"].reindex(cells["admin_id"]).to_numpy()
-    cells = cells.join(facts)
-    for name, model in models.items():
-        cells["estimate" if name == "model" else name] = predict_cells(model, features)
-    return cells
+    return cells.join(facts).join(predictions)
 
 
 def out_of_area_predictions(
@@ -68,17 +63,53 @@ def out_of_area_predictions(
     cluster_area: np.ndarray,
     features: pd.DataFrame,
     cell_area: np.ndarray,
+    *,
+    engine: Engine | None = None,
+    progress: ProgressCallback | None = None,
 ) -> pd.Series:
     """Each cell predicted by a model refitted without the clusters of its own area.
 
     Small-area estimation combines an area's survey estimate with the map's; the two must
     have independent errors, and a map fitted on the area's own clusters carries part of
-    their sampling error. ``fit(X, y)`` returns a fitted model.
+    their sampling error. ``fit(X, y)`` returns a fitted model; it must be picklable for a
+    parallel engine (e.g. ``functools.partial(fit_model, cfg)``). Each area is one task of
+    :func:`_refit_without_area` mapped by ``engine`` (default: this process, one area after
+    another); the predictions are the same whatever the engine.
     """
-    out = pd.Series(np.nan, index=features.index, name="pred_out_of_area")
+    values = np.full(len(features), np.nan)
+    cell_area = np.asarray(cell_area)
+    tasks = []
     for area_id in pd.unique(cell_area):
-        keep = cluster_area != area_id
-        here = cell_area == area_id
+        here = np.flatnonzero(cell_area == area_id)
+        if len(here):  # a NaN area id matches no cell (NaN != NaN): nothing to predict
+            tasks.append((area_id, here, features.iloc[here]))
+    if tasks:
+        engine = engine if engine is not None else LocalEngine()
+        done = engine.map(
+            partial(_refit_without_area, fit, X, np.asarray(y), np.asarray(cluster_area)),
+            tasks,
+            label="out-of-area refits",
+            progress=progress,
+        )
+        values[done["position"].to_numpy(dtype=np.int64)] = done["pred"].to_numpy(dtype=float)
+    return pd.Series(values, index=features.index, name="pred_out_of_area")
+
+
+def _refit_without_area(
+    fit: Callable[[pd.DataFrame, np.ndarray], BaseEstimator],
+    X: pd.DataFrame,
+    y: np.ndarray,
+    cluster_area: np.ndarray,
+    task: tuple[object, np.ndarray, pd.DataFrame],
+) -> pd.DataFrame:
+    """Refit without the clusters of the task's area; predict the area's cells.
+
+    ``task`` is ``(area_id, cell positions, cell features)``. BLAS and OpenMP run on one
+    thread, so the numbers are the same in this process and in a worker process.
+    """
+    area_id, positions, cells = task
+    keep = cluster_area != area_id
+    with fixed_threads(1):
         model = fit(X[keep], y[keep])
-        out[here] = predict_cells(model, features[here]).to_numpy()
-    return out
+        pred = predict_cells(model, cells).to_numpy()
+    return pd.DataFrame({"position": positions, "pred": pred}, index=cells.index)

@@ -16,11 +16,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from povertymap.config.targeting import TargetingSettings
 from povertymap.errors import ConfigError
 from povertymap.estimate.headcount import headcount
 from povertymap.target.allocate import aggregate_units, allocate
 from povertymap.target.baselines import (
     AreaRanking,
+    FixedPlan,
     HouseholdRanking,
     Hybrid,
     Lottery,
@@ -32,12 +34,14 @@ from povertymap.target.baselines import (
 from povertymap.target.budget import Budget
 from povertymap.target.metrics import parity_gaps
 from povertymap.target.pmt import ProxyMeansTest, hybrid_select, pmt_columns, select_households
-from povertymap.target.settings import TargetingSettings
 
 __all__ = [
+    "TARGETING_MAPS",
+    "FittedPMT",
     "TargetingEvaluation",
     "area_units",
     "evaluate_methods",
+    "evaluate_plan",
     "fit_pmt",
     "make_plan",
     "map_headcounts",
@@ -53,7 +57,15 @@ def area_units(cells: pd.DataFrame, unit: str, rate: str = "poverty_rate") -> pd
     """Units for :func:`allocate`: cells as they are, or cells summed into admin-2 areas."""
     keep = [
         c
-        for c in ("population", "urban", "admin_id", "parent_id", "poverty_lower", "poverty_upper")
+        for c in (
+            "population",
+            "households",
+            "urban",
+            "admin_id",
+            "parent_id",
+            "poverty_lower",
+            "poverty_upper",
+        )
         if c in cells
     ]
     units = cells[keep].assign(poverty_rate=cells[rate].to_numpy())
@@ -64,7 +76,21 @@ def area_units(cells: pd.DataFrame, unit: str, rate: str = "poverty_rate") -> pd
     return units
 
 
-def fit_pmt(survey: pd.DataFrame, registry: pd.DataFrame) -> tuple[ProxyMeansTest, list[str]]:
+@dataclass(frozen=True)
+class FittedPMT:
+    """A proxy means test fitted on the survey, with the registry columns it reads."""
+
+    model: ProxyMeansTest
+    columns: list[str]
+
+    def scores(self, registry: pd.DataFrame) -> pd.Series:
+        """Predicted log welfare of every registry household, by ``household_id``."""
+        return pd.Series(
+            self.model.predict(registry[self.columns]), index=registry["household_id"].to_numpy()
+        )
+
+
+def fit_pmt(survey: pd.DataFrame, registry: pd.DataFrame) -> FittedPMT:
     """A proxy means test of survey welfare on the variables the registry also holds."""
     if "welfare" not in survey:
         raise ConfigError(
@@ -75,7 +101,7 @@ def fit_pmt(survey: pd.DataFrame, registry: pd.DataFrame) -> tuple[ProxyMeansTes
     cols = pmt_columns(survey, registry, exclude=NOT_PMT_EXTRA)
     weight = survey["weight"].to_numpy() if "weight" in survey else None
     pmt = ProxyMeansTest().fit(survey[cols], survey["welfare"].to_numpy(), sample_weight=weight)
-    return pmt, cols
+    return FittedPMT(pmt, cols)
 
 
 def make_plan(
@@ -84,9 +110,11 @@ def make_plan(
     *,
     budget: str | None = None,
     registry: pd.DataFrame | None = None,
-    survey: pd.DataFrame | None = None,
+    pmt: FittedPMT | None = None,
 ) -> pd.DataFrame:
     """The plan at ``budget`` (default: the settings'): one row per unit or household.
+
+    Household methods need the ``registry`` and the run's proxy means test ``pmt``.
 
     Area plans are indexed by ``cell_id`` or ``admin_id`` with ``selected``, ``rank``,
     ``population``, ``expected_poor`` and ``cost``; household plans by ``household_id``.
@@ -101,15 +129,15 @@ def make_plan(
     units = area_units(cells, settings.unit)
     if settings.method == "geographic":
         return allocate(units, chosen, **options)
-    if registry is None or survey is None:
+    if registry is None or pmt is None:
         raise ConfigError(
             f"targeting method {settings.method!r} needs a household registry and survey "
-            "households",
+            "households with welfare (for the proxy means test)",
             where="key registry",
-            fix="add registry: {path: ...} to the config, or use method geographic",
+            fix="add registry: {path: ...} and survey households to the config, or use "
+            "method geographic",
         )
-    pmt, cols = fit_pmt(survey, registry)
-    score = pd.Series(pmt.predict(registry[cols]), index=registry["household_id"].to_numpy())
+    score = pmt.scores(registry)
     weight = "weight" if "weight" in registry else None
     if settings.method == "pmt":
         return select_households(registry, score, chosen, weight_col=weight)
@@ -125,7 +153,11 @@ def plan_summary(plan: pd.DataFrame, settings: TargetingSettings) -> dict[str, A
     out: dict[str, Any] = {
         "method": settings.method,
         "unit": settings.unit,
-        **{k: plan.attrs[k] for k in ("budget", "measure", "spent", "unspent") if k in plan.attrs},
+        **{
+            k: plan.attrs[k]
+            for k in ("budget", "measure", "spent", "unspent", "rank_by")
+            if k in plan.attrs
+        },
         "units_selected": int((coverage > 0).sum()),
     }
     for column in ("population", "expected_poor", "hh_size"):
@@ -149,7 +181,7 @@ def targeting_methods(
     maps: Mapping[str, str],
     *,
     registry: pd.DataFrame | None,
-    survey: pd.DataFrame | None,
+    pmt: FittedPMT | None,
     true_cells: pd.DataFrame | None = None,
 ) -> dict[str, Method]:
     """The alternatives to compare: each map (``{label: headcount column}``), the PMT and
@@ -158,9 +190,8 @@ def targeting_methods(
     for label, column in maps.items():
         if column in cells:
             methods[label] = AreaRanking(area_units(cells, "cell", column))
-    if registry is not None and survey is not None and "welfare" in survey:
-        pmt, cols = fit_pmt(survey, registry)
-        score = pd.Series(pmt.predict(registry[cols]), index=registry["household_id"].to_numpy())
+    if registry is not None and pmt is not None:
+        score = pmt.scores(registry)
         methods["proxy means test"] = HouseholdRanking(score)
         if "poverty_rate" in cells:
             methods["hybrid: map, then PMT"] = Hybrid(area_units(cells, "cell"), score)
@@ -196,3 +227,42 @@ def evaluate_methods(
         curves=targeting_curves(methods, households, rho=rho),
         gaps=parity_gaps(table),
     )
+
+
+#: Maps compared in targeting, by label: the headcount column of each.
+TARGETING_MAPS = {
+    "map (this run)": "poverty_rate",
+    "nightlights-only map": "baseline_poverty",
+    "map without imagery": "no_imagery_poverty",
+}
+
+
+def evaluate_plan(
+    plan: pd.DataFrame,
+    cells: pd.DataFrame,
+    registry: pd.DataFrame,
+    pmt: FittedPMT | None,
+    truth: Mapping[str, pd.DataFrame],
+    settings: TargetingSettings,
+    budget: str | None = None,
+) -> TargetingEvaluation:
+    """This plan and every alternative against the true consumption of every household.
+
+    ``truth`` holds the simulator's ``households`` (true ``log_consumption`` and ``poor``
+    by ``household_id``) and ``cells`` (true headcounts, for the oracle).
+    """
+    people = truth["households"].assign(household_id=lambda d: d["household_id"].astype(str))
+    households = registry.merge(
+        people[["household_id", "log_consumption", "poor"]], on="household_id", how="inner"
+    )
+    households["consumption"] = np.exp(households["log_consumption"])
+    if "parent_id" in cells and "admin1_id" not in households:
+        households["admin1_id"] = cells["parent_id"].reindex(households["cell_id"]).to_numpy()
+    unit_col = {"cell_id": "cell_id", "admin_id": "admin_id"}.get(str(plan.index.name))
+    methods = {
+        "this plan": FixedPlan(plan, unit_col),
+        **targeting_methods(
+            cells, TARGETING_MAPS, registry=registry, pmt=pmt, true_cells=truth["cells"]
+        ),
+    }
+    return evaluate_methods(methods, households, budget or settings.budget, rho=settings.rho)

@@ -1,6 +1,6 @@
 """Which grid cells belong to the country, and which admin unit holds each pixel.
 
-The grid is the pipeline's: :func:`povertymap.predict.grid.make_grid` applied to the union
+The grid is the pipeline's: :func:`povertymap.grid.make_grid` applied to the union
 of the admin polygons after the same WGS84 round trip the pipeline makes when it reads
 ``admin.geojson`` into the working CRS, so ``truth/cells.parquet`` joins the pipeline's
 cells exactly. A population pixel is *habitable* when its centre lies inside the country;
@@ -16,7 +16,7 @@ import geopandas as gpd
 import numpy as np
 import shapely
 
-from povertymap.predict.grid import make_grid
+from povertymap.grid import make_grid
 from povertymap.world.frame import Frame
 
 __all__ = ["CellLayer", "make_cell_layer"]

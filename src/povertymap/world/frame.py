@@ -3,7 +3,7 @@
 Everything the simulator computes per cell lives on one array of shape ``(ny, nx)`` in
 raster order (row 0 is the northern edge), covering the bounding box of the country in
 whole cells aligned to multiples of the cell size, exactly as
-:func:`povertymap.predict.grid.make_grid` aligns them. Finer rasters (population, imagery)
+:func:`povertymap.grid.make_grid` aligns them. Finer rasters (population, imagery)
 share the same origin, so every cell is an exact block of pixels.
 """
 

@@ -114,7 +114,7 @@ def _silent(step: str, done: int, total: int) -> None:
 
 
 def _write_world(spec: WorldSpec, seed: int, out: Path, progress: Progress) -> None:
-    (out / "truth").mkdir()
+    # every io writer creates its file's folder, so ``truth/`` appears with its first file
     streams = Streams(seed)
     progress("geography", 0, 1)
     country = build_country(spec, streams)

@@ -72,6 +72,19 @@ def test_save_load_round_trip_gives_identical_outputs(keras, tmp_path: Path) -> 
     assert loaded.get_layer("standardize").get_config()["std"] == [20.0, 20.0, 20.0, 30.0]
 
 
+def test_io_saves_loads_and_pickles_the_cnn(keras, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from povertymap.io.keras import keras_model_bytes, save_keras_model
+    from povertymap.models.deep.cnn import cnn_from_bytes, load_cnn
+
+    model = _tiny_model()
+    x = np.random.default_rng(1).uniform(0, 255, (4, 12, 12, 5)).astype(np.float32)
+    path = save_keras_model(model, tmp_path / "sub" / "cnn.keras")
+    assert sorted(p.name for p in path.parent.iterdir()) == ["cnn.keras"]  # no temp file left
+    for loaded in (load_cnn(path), cnn_from_bytes(keras_model_bytes(model))):
+        np.testing.assert_array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
+        assert loaded.get_layer("standardize").get_config()["mean"] == [100.0, 90.0, 80.0, 120.0]
+
+
 def test_flops_are_counted_from_the_layer_shapes(keras) -> None:  # type: ignore[no-untyped-def]
     from povertymap.models.deep.cnn import cnn_flops
 

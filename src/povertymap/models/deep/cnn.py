@@ -34,6 +34,7 @@ __all__ = [
     "MaskedStandardize",
     "build_cnn",
     "cnn_flops",
+    "cnn_from_bytes",
     "embedding_model",
     "load_cnn",
 ]
@@ -148,11 +149,20 @@ def build_cnn(
 
 
 def load_cnn(path: str | os.PathLike[str]) -> keras.Model:
-    """Load a model saved with ``model.save(path)`` (``.keras``), without its optimizer.
+    """Load a model saved as ``.keras`` (:mod:`povertymap.io.keras`), without its optimizer.
 
     Loading through this module guarantees :class:`MaskedStandardize` is registered.
     """
-    return keras.saving.load_model(path, compile=False)
+    from povertymap.io.keras import load_keras_model
+
+    return load_keras_model(path)
+
+
+def cnn_from_bytes(blob: bytes) -> keras.Model:
+    """Load a model from the bytes of its ``.keras`` file, like :func:`load_cnn`."""
+    from povertymap.io.keras import keras_model_from_bytes
+
+    return keras_model_from_bytes(blob)
 
 
 def embedding_model(model: keras.Model) -> keras.Model:

@@ -2,7 +2,8 @@
 
 Training tiles are cut from the imagery block by block
 (:func:`~povertymap.models.deep.tiles.iter_tile_blocks`, one window read per block) and
-written to a flat on-disk array (:class:`TileFile`, a numpy memmap in the cache folder):
+written to a flat on-disk array (:class:`~povertymap.io.tiles.TileFile`, a numpy memmap in
+the cache folder, read and written by :mod:`povertymap.io.tiles`):
 memory holds one block at a time, the raster is read once however many epochs run, and
 the pipeline can draw a true random permutation of all tiles every epoch. Tiles are stored
 raw (uint8 imagery stays uint8, 4x smaller than float32) as ``(rows, cols, bands + 1)``, the
@@ -25,7 +26,6 @@ This module imports tensorflow at import time: import it lazily.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -35,6 +35,7 @@ import tensorflow as tf
 from pyproj import CRS
 
 from povertymap.io.raster import RasterSource
+from povertymap.io.tiles import TileFile, TileFileWriter
 from povertymap.models.deep.tiles import TileBatch, TileGrid, iter_tile_blocks
 
 __all__ = ["TileFile", "augment_batch", "model_input", "tile_pipeline", "write_tile_file"]
@@ -54,22 +55,6 @@ def reader_crs(source: RasterSource, crs: CRS | None) -> CRS | None:
     if crs is None or CRS.from_user_input(crs) == source.crs:
         return None
     return CRS.from_user_input(crs)
-
-
-@dataclass(frozen=True)
-class TileFile:
-    """``n`` model-input tiles ``(rows, cols, channels)`` of ``dtype`` in a raw file."""
-
-    path: Path
-    n: int
-    shape: tuple[int, int, int]
-    dtype: str
-
-    def open(self) -> np.ndarray:
-        """Read-only memmap ``(n, rows, cols, channels)``."""
-        if self.n == 0:
-            return np.zeros((0, *self.shape), self.dtype)
-        return np.memmap(self.path, dtype=self.dtype, mode="r", shape=(self.n, *self.shape))
 
 
 def write_tile_file(
@@ -94,22 +79,21 @@ def write_tile_file(
     rows, cols = grid.shape
     channels = source.count + 1
     dtype = source.dtype if source.dtype in _TF_DTYPES else "float32"
-    path.parent.mkdir(parents=True, exist_ok=True)
     kept: list[np.ndarray] = []
-    n = 0
-    with path.open("wb") as f, source.reader(crs=reader_crs(source, crs)) as reader:
+    with (
+        TileFileWriter(path, (rows, cols, channels), dtype) as out,
+        source.reader(crs=reader_crs(source, crs)) as reader,
+    ):
         for idx, batch in iter_tile_blocks(
             reader, grid, ix, iy, block_cells=block_cells, cloud_min=cloud_min
         ):
             keep = np.flatnonzero(batch.valid_fraction >= min_valid)
             if len(keep) == 0:
                 continue
-            x = model_input(batch.subset(keep)).astype(dtype, copy=False)
-            f.write(np.ascontiguousarray(x).tobytes())
+            out.append(model_input(batch.subset(keep)))
             kept.append(idx[keep])
-            n += len(keep)
     order = np.concatenate(kept) if kept else np.zeros(0, np.int64)
-    return TileFile(path, n, (rows, cols, channels), dtype), order
+    return out.tiles, order
 
 
 def augment_batch(x: np.ndarray, seed: np.ndarray) -> np.ndarray:
@@ -157,7 +141,7 @@ def tile_pipeline(
 
     def load(pos: np.ndarray, seed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if not memmap:
-            memmap.append(tiles.open())
+            memmap.append(tiles.memmap())
         order = np.argsort(rows[pos], kind="stable")  # sorted reads of the file
         pos = pos[order]
         x = np.asarray(memmap[0][rows[pos]])

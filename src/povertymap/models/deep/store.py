@@ -4,23 +4,23 @@ Embeddings are computed once per cell and written to ``<root>/b<bx>_<by>.npz`` (
 ``block_cells x block_cells`` array of the block's cells, NaN where the imagery is invalid,
 with a ``present`` flag per cell), so memory holds one block at a time and a second
 transform (cluster buffers, then grid cells, then another run) reads them back instead of
-recomputing. Files are written to a temporary name and renamed, so a crash never leaves a
-partial block. ``root`` is named by :func:`cache_key` of everything the embeddings depend
-on (imagery digest, model or filter config, grid), so a stale cache is never read.
+recomputing. The files are read and written by :mod:`povertymap.io.embeddings` (atomically:
+a crash never leaves a partial block). ``root`` is named by :func:`cache_key` of everything
+the embeddings depend on (imagery digest, model or filter config, grid), so a stale cache is
+never read.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from povertymap.io.embeddings import read_embedding_block, write_embedding_block
 from povertymap.models.deep.tiles import cell_blocks
 
 __all__ = ["EmbeddingStore", "cache_key"]
@@ -48,12 +48,11 @@ class EmbeddingStore:
         return np.asarray((iy - by * b) * b + (ix - bx * b), dtype=np.int64)
 
     def _load(self, bx: int, by: int) -> tuple[np.ndarray, np.ndarray]:
-        path = self._path(bx, by)
-        n = self.block_cells**2
-        if not path.exists():
+        block = read_embedding_block(self._path(bx, by))
+        if block is None:
+            n = self.block_cells**2
             return np.full((n, self.dim), np.nan, np.float32), np.zeros(n, bool)
-        with np.load(path) as z:
-            return z["emb"], z["present"]
+        return block
 
     def get(self, ix: np.ndarray, iy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(embeddings (n, dim), present (n,))``; rows of absent cells are NaN."""
@@ -81,7 +80,6 @@ class EmbeddingStore:
         emb = np.asarray(emb, dtype=np.float32)
         if emb.shape != (len(ix), self.dim):
             raise ValueError(f"embeddings of shape {emb.shape}, expected ({len(ix)}, {self.dim})")
-        self.root.mkdir(parents=True, exist_ok=True)
         for idx in cell_blocks(ix, iy, self.block_cells):
             bx = int(ix[idx[0]] // self.block_cells)
             by = int(iy[idx[0]] // self.block_cells)
@@ -91,6 +89,4 @@ class EmbeddingStore:
             local = self._local(ix[idx], iy[idx], bx, by)
             block_emb[local] = emb[idx]
             block_present[local] = True
-            tmp = self.root / f".b{bx}_{by}.{uuid.uuid4().hex[:8]}.tmp.npz"
-            np.savez(tmp, emb=block_emb, present=block_present)
-            os.replace(tmp, self._path(bx, by))
+            write_embedding_block(self._path(bx, by), block_emb, block_present)

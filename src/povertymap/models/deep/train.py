@@ -27,9 +27,8 @@ epoch kept; on GPU cuDNN kernels add their own non-determinism (enable
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -37,8 +36,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pyproj import CRS
 
+from povertymap.engine.base import ProgressCallback
 from povertymap.errors import ModelError
 from povertymap.io.raster import RasterSource
+from povertymap.io.tiles import temporary_tile_dir
 from povertymap.models.deep.device import choose_precision, visible_gpus
 from povertymap.models.deep.labels import LightClasses, light_classes
 from povertymap.models.deep.tiles import (
@@ -63,7 +64,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -277,19 +277,19 @@ def train_transfer_cnn(
         )
     ]
     if log_dir is not None:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False))
+        from povertymap.io.keras import tensorboard_callback
+
+        callbacks.append(tensorboard_callback(log_dir))
     if progress is not None:
         callbacks.append(_progress_callback(progress, settings.epochs))
-    if cache_dir is not None:
-        Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache_dir, prefix="tiles-") as tmp:
+    with temporary_tile_dir(cache_dir) as tmp:
         tiles, kept = write_tile_file(
             source,
             crs,
             grid,
             ix,
             iy,
-            Path(tmp) / "tiles.u8",
+            tmp / "tiles.u8",
             block_cells=settings.block_cells,
             cloud_min=settings.cloud_min,
             min_valid=settings.min_valid,

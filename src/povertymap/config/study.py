@@ -25,9 +25,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from povertymap.config.estimate import EstimationSettings
+from povertymap.config.targeting import TargetingSettings
 from povertymap.errors import ConfigError, InputNotFoundError
-from povertymap.estimate.settings import EstimationSettings
-from povertymap.target.settings import TargetingSettings
 
 __all__ = [
     "BoundariesConfig",
@@ -46,6 +46,7 @@ __all__ = [
     "TableConfig",
     "VectorConfig",
     "config_from_dict",
+    "reference_markdown",
 ]
 
 #: Raster roles the features know how to use; any other name gets generic zonal statistics.
@@ -180,7 +181,26 @@ class FeaturesConfig(_Model):
     buffer_m: BufferConfig = Field(
         default_factory=BufferConfig, description="Cluster buffer radii in metres."
     )
-    engine: Literal["local", "spark"] = Field("local", description="Where kernels run.")
+    engine: Literal["local", "spark"] = Field(
+        "local", description="Where kernels run (only local in this version)."
+    )
+    n_jobs: int = Field(
+        1,
+        ge=1,
+        description="Worker processes of the local engine for feature kernels, CV folds and "
+        "out-of-area refits (1: run in this process); results are identical whatever the "
+        "value.",
+    )
+
+    @field_validator("engine")
+    @classmethod
+    def _engine_exists(cls, value: str) -> str:
+        if value != "local":
+            raise ValueError(
+                f"engine {value!r} is not available in this version of povertymap; "
+                "use engine: local (the default)"
+            )
+        return value
 
 
 class ModelConfig(_Model):

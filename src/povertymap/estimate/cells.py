@@ -1,0 +1,543 @@
+"""Cell estimates: calibrated values, conformal intervals and headcounts of every map cell.
+
+:class:`CellEstimator` is fitted once on a run's out-of-fold cluster predictions, its
+training cells and the survey (steps 1-5 of :mod:`.stage`), and then applied to any set of
+cells, the training area's or another's (steps 2 and 6 per cell): the fitted state is a
+calibrator, a Mondrian conformal model, the within-cluster standard deviations, the
+survey's household sizes and the spatial error model, nothing tied to the cells it was
+fitted on. Applying it to the training cells gives exactly the run's map, so a saved
+model maps again what it mapped.
+
+Columns it reads from cells: ``pred`` (the raw model prediction), ``population``,
+``urban``, and optionally ``households`` (counted households per cell).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.spatial import cKDTree
+
+from povertymap.config.estimate import EstimationSettings
+from povertymap.errors import ModelError
+from povertymap.estimate.calibrate import LinearCalibrator
+from povertymap.estimate.conformal import MondrianConformal
+from povertymap.estimate.direct import (
+    cluster_noise,
+    household_size,
+    realized_mean_factor,
+    within_sd,
+)
+from povertymap.estimate.headcount import (
+    expected_headcount,
+    headcount_interval,
+    realized_headcount_interval,
+)
+from povertymap.estimate.spatial import (
+    ExponentialCovariance,
+    _infer_cell_size,
+    empirical_variogram,
+    fit_exponential,
+    fit_nested,
+    nested_variogram,
+)
+
+__all__ = ["CellEstimates", "CellEstimator", "HouseholdSizes"]
+
+#: Columns :meth:`CellEstimator.predict` writes.
+ESTIMATE_COLUMNS = (
+    "estimate",
+    "lower",
+    "upper",
+    "sigma",
+    "poverty_rate",
+    "poverty_lower",
+    "poverty_upper",
+)
+
+
+@dataclass(frozen=True)
+class HouseholdSizes:
+    """The survey's household sizes and design weights (no ids, no welfare).
+
+    What the finite-population term needs of the survey (:func:`household_size`,
+    :func:`realized_mean_factor`), kept so cells can be estimated without the survey.
+    """
+
+    table: pd.DataFrame
+    """``hh_size`` (when the survey has it) and ``weight`` (when it has it), per household."""
+
+    @classmethod
+    def of(cls, households: pd.DataFrame) -> HouseholdSizes:
+        """The sizes and weights of ``households``."""
+        cols = [c for c in ("hh_size", "weight") if c in households]
+        return cls(households[cols].reset_index(drop=True).copy())
+
+
+@dataclass(frozen=True)
+class CellEstimates:
+    """Estimates of a set of cells and the per-cell terms the area simulation reuses."""
+
+    table: pd.DataFrame
+    """``estimate, lower, upper, sigma`` (and ``poverty_rate, poverty_lower,
+    poverty_upper`` with a poverty line and households), indexed like the cells."""
+    within_sd: np.ndarray | None
+    """Within-cell sd of welfare per cell (None without households)."""
+    fp_factor: np.ndarray | None
+    """Finite-population factor per cell (None unless the target is the realised mean)."""
+
+
+@dataclass
+class CellEstimator:
+    """Calibration, intervals and headcounts of cells, fitted on out-of-fold predictions.
+
+    Parameters follow :class:`EstimationSettings` and the poverty line (in the target's
+    units). Fitted attributes: ``calibrator_``, ``conformal_``, ``within_sd_``
+    (``{True: urban, False: rural}``, empty without households), ``sizes_``
+    (:class:`HouseholdSizes` or None), ``covariance_`` (the spatial error model or None),
+    ``noise_var_`` (per OOF cluster), ``residuals_`` (calibrated OOF residuals) and
+    ``metrics_`` (everything reported in ``metrics.json["estimate"]`` by these steps).
+    """
+
+    settings: EstimationSettings = field(default_factory=EstimationSettings)
+    poverty_line: float | None = None
+
+    def fit(
+        self,
+        oof: pd.DataFrame,
+        cells: pd.DataFrame,
+        households: pd.DataFrame | None,
+        clusters: pd.DataFrame | None,
+    ) -> CellEstimator:
+        """Fit on out-of-fold predictions ``oof`` (``y, pred, urban``, ``easting,
+        northing``...) and the training ``cells``; see :func:`.stage.estimate_map`."""
+        s = self.settings
+        warnings: list[str] = []
+        self.metrics_: dict[str, Any] = {"level": s.level, "warnings": warnings}
+        noise_var, sw = self._fit_noise(oof, households, clusters, warnings)
+        self.within_sd_ = sw
+        self.sizes_ = HouseholdSizes.of(households) if households is not None else None
+        self.noise_var_ = noise_var
+        self._finite_population(cells, report=True, warnings=warnings)
+        self._fit_calibration(oof, cells, noise_var, warnings)
+        self._fit_conformal(oof, cells, noise_var, warnings)
+        self._fit_covariance(oof, warnings)
+        if self.poverty_line is not None and not sw:
+            warnings.append("poverty line given but no households: headcounts are skipped")
+        return self
+
+    # -- fitting steps -------------------------------------------------------------------
+    def _fit_noise(
+        self,
+        oof: pd.DataFrame,
+        households: pd.DataFrame | None,
+        clusters: pd.DataFrame | None,
+        warnings: list[str],
+    ) -> tuple[pd.Series, dict[bool, float]]:
+        """Step 1: sampling noise of each cluster mean, and the within-cluster sd."""
+        s = self.settings
+        noise_var = pd.Series(0.0, index=oof.index)
+        sw: dict[bool, float] = {}
+        if households is None:
+            warnings.append("no households: cluster means are treated as noise-free")
+            return noise_var, sw
+        noise = cluster_noise(households, clusters, person_weighted=s.person_weighted)
+        noise_var = noise["noise_var"].reindex(oof.index)
+        if noise_var.isna().any():
+            warnings.append(
+                f"{int(noise_var.isna().sum())} OOF clusters have no households; their "
+                "sampling noise is set to the median"
+            )
+            noise_var = noise_var.fillna(float(noise["noise_var"].median()))
+        if clusters is not None:
+            sw = within_sd(
+                households,
+                clusters,
+                person_weighted=s.person_weighted,
+                measurement_error_sd=s.measurement_error_sd,
+            )
+        self.metrics_["noise"] = {
+            "mean_noise_var": float(noise_var.mean()),
+            "within_sd": {"urban": sw.get(True), "rural": sw.get(False)},
+        }
+        if "y" in oof:
+            gap = (noise["mean"].reindex(oof.index) - oof["y"]).abs()
+            self.metrics_["noise"]["max_gap_y_vs_household_mean"] = float(gap.max())
+        return noise_var, sw
+
+    def _finite_population(
+        self, cells: pd.DataFrame, *, report: bool = False, warnings: list[str] | None = None
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Step 2: households per cell and the variance of the realised cell mean.
+
+        Returns ``(fp_var, fp_factor)`` per cell, or ``(None, None)`` when the target is
+        the expected mean or the survey gave no households.
+        """
+        s = self.settings
+        if not (self.within_sd_ and s.cell_target == "realized" and self.sizes_ is not None):
+            if s.cell_target == "realized" and warnings is not None:
+                warnings.append(
+                    "no households: cell intervals cover the expected cell mean, not the "
+                    "realised one"
+                )
+            return None, None
+        sizes = self.sizes_.table
+        mean_size, kish = household_size(sizes)
+        pop = cells["population"].to_numpy(dtype=float)
+        populated = np.isfinite(pop) & (pop > 0)
+        n_hh_cell = self._households_per_cell(cells)
+        fp_factor = realized_mean_factor(sizes, n_hh_cell)
+        fp_var = self._cell_within_sd(cells) ** 2 * fp_factor
+        if report:
+            self.metrics_["finite_population"] = {
+                "mean_household_size": mean_size,
+                "kish": kish,
+                "households_from": "cells.households"
+                if "households" in cells
+                else "population / mean household size",
+                "median_households": float(np.median(n_hh_cell[populated]))
+                if populated.any()
+                else float("nan"),
+                "pop_weighted_var": float(np.average(fp_var[populated], weights=pop[populated]))
+                if populated.any()
+                else float("nan"),
+            }
+        return fp_var, fp_factor
+
+    def _fit_calibration(
+        self, oof: pd.DataFrame, cells: pd.DataFrame, noise_var: pd.Series, warnings: list[str]
+    ) -> None:
+        """Step 3: calibration on OOF predictions, aiming at the realised cells' spread."""
+        s = self.settings
+        fp_w = self.metrics_.get("finite_population", {}).get("pop_weighted_var", 0.0)
+        cal = LinearCalibrator(method=s.calibration).fit(
+            oof["pred"], oof["y"], noise_var, target_extra_var=fp_w if np.isfinite(fp_w) else 0.0
+        )
+        self.calibrator_ = cal
+        est = cal.predict(cells["pred"].to_numpy())
+        self.metrics_["calibration"] = {
+            "method": s.calibration,
+            "slope": cal.slope_,
+            "intercept": cal.intercept_,
+            **cal.report_,
+            "cell_var_ratio": _cell_var_ratio(est, cells, cal.var_true_),
+            **_cell_vs_cluster_predictions(cells, oof),
+        }
+        vr = self.metrics_["calibration"]["cell_pred_var_ratio"]
+        if np.isfinite(vr) and not 0.67 <= vr <= 1.5:
+            warnings.append(
+                f"cell predictions (population-weighted) have {vr:.2f} x the variance of the "
+                "out-of-fold cluster predictions; clusters are drawn with probability "
+                "proportional to population, so the two should agree. Compute cell features "
+                "like cluster features (same buffer averaging), or calibration and intervals "
+                "fitted on clusters will not hold on cells"
+            )
+
+    def _fit_conformal(
+        self, oof: pd.DataFrame, cells: pd.DataFrame, noise_var: pd.Series, warnings: list[str]
+    ) -> None:
+        """Step 4: Mondrian conformal scores of the calibrated OOF residuals."""
+        s = self.settings
+        cal = self.calibrator_
+        self.residuals_ = oof["y"].to_numpy(dtype=float) - cal.predict(oof["pred"].to_numpy())
+        at_cell = _cell_at_clusters(oof, cells)
+        g_oof = None
+        if s.mondrian:
+            g_oof = oof["urban"].astype(bool).to_numpy()
+            if s.mondrian_groups == "map":
+                # one taxonomy for calibration and test points: the map's urban flag
+                urban_cells = cells["urban"].astype(bool).to_numpy()
+                found = at_cell >= 0
+                g_oof = np.where(found, urban_cells[np.maximum(at_cell, 0)], g_oof)
+                if not found.all():
+                    warnings.append(
+                        f"{int((~found).sum())} clusters lie outside every map cell; they "
+                        "keep their survey urban flag as conformal group"
+                    )
+        self.conformal_ = MondrianConformal(
+            level=s.level,
+            noise_correction=s.noise_correction,
+            min_group_size=s.min_group_size,
+        ).fit(
+            self.residuals_, g_oof, noise_var.to_numpy() if s.noise_correction == "scale" else None
+        )
+        gap = _cell_vs_cluster_gap(
+            oof, cells, at_cell, cal, float(self.conformal_.sigma_["__pooled__"])
+        )
+        warnings.extend(gap.pop("warnings"))
+        self.metrics_["cell_vs_cluster"] = gap
+        self.metrics_["conformal"] = self.conformal_.summary()
+
+    def _fit_covariance(self, oof: pd.DataFrame, warnings: list[str]) -> None:
+        """Step 5: the spatial error model from the OOF residual variogram."""
+        s = self.settings
+        self.covariance_: ExponentialCovariance | None = None
+        if s.correlation != "variogram":
+            self.metrics_["spatial"] = {
+                "shared_share": 0.0,
+                "note": "independent errors (too narrow)",
+            }
+            return
+        cov, note = _error_covariance(
+            oof, self.residuals_, self.noise_var_.to_numpy(), self.conformal_, s
+        )
+        if note:
+            warnings.append(note)
+        self.covariance_ = cov
+        self.metrics_["spatial"] = {
+            "nugget": cov.nugget,
+            "partial_sill": cov.partial_sill,
+            "range_m": cov.range_m,
+            "long_sill": cov.long_sill,
+            "long_range_m": cov.long_range_m,
+            "shared_share": cov.shared_share,
+            "long_share": cov.long_share,
+            "admin2_sill": cov.admin2_sill,
+            "admin1_sill": cov.admin1_sill,
+        }
+
+    # -- applying ------------------------------------------------------------------------
+    @property
+    def does_poverty(self) -> bool:
+        """Whether headcounts are made (a poverty line and the survey's households)."""
+        return self.poverty_line is not None and bool(self.within_sd_)
+
+    def _groups(self, cells: pd.DataFrame) -> np.ndarray | None:
+        return cells["urban"].astype(bool).to_numpy() if self.settings.mondrian else None
+
+    def _cell_within_sd(self, cells: pd.DataFrame) -> np.ndarray:
+        urban = cells["urban"].astype(bool).to_numpy()
+        return np.where(urban, self.within_sd_[True], self.within_sd_[False])
+
+    def predict(self, cells: pd.DataFrame, *, rng: np.random.Generator) -> CellEstimates:
+        """Calibrated estimates, intervals and headcounts of ``cells`` (steps 2, 4 and 6).
+
+        ``rng`` drives the simulated intervals of realised headcounts: the same generator
+        state gives the same intervals.
+        """
+        s = self.settings
+        fp_var, fp_factor = self._finite_population(cells)
+        est = self.calibrator_.predict(cells["pred"].to_numpy())
+        g = self._groups(cells)
+        lower, upper = self.conformal_.predict_interval(est, g, fp_var)
+        sigma = self.conformal_.sigma(g, len(cells))
+        out = pd.DataFrame(
+            {"estimate": est, "lower": lower, "upper": upper, "sigma": sigma}, index=cells.index
+        )
+        if not self.does_poverty or self.poverty_line is None:
+            return CellEstimates(out, None, fp_factor)
+        line = self.poverty_line
+        cell_sw = self._cell_within_sd(cells)
+        half = self.conformal_.halfwidth(g, len(cells))
+        out["poverty_rate"] = expected_headcount(est, cell_sw, sigma, line)
+        if fp_factor is not None:
+            n_hh = self._households_per_cell(cells)
+            plo, phi = realized_headcount_interval(
+                est, half, cell_sw, n_hh, line, level=s.level, rng=rng
+            )
+        else:
+            plo, phi = headcount_interval(est - half, est + half, cell_sw, line)
+        out["poverty_lower"] = plo
+        out["poverty_upper"] = phi
+        return CellEstimates(out, cell_sw, fp_factor)
+
+    def _households_per_cell(self, cells: pd.DataFrame) -> np.ndarray:
+        """Households per cell: counted ones (census, registry) where ``cells`` has
+        them, else people over the mean household size; at least one where people live."""
+        assert self.sizes_ is not None  # only called with households
+        mean_size, _ = household_size(self.sizes_.table)
+        pop = cells["population"].to_numpy(dtype=float)
+        populated = np.isfinite(pop) & (pop > 0)
+        guess = pop / mean_size
+        if "households" in cells:
+            counted = cells["households"].to_numpy(dtype=float)
+            guess = np.where(np.isfinite(counted), counted, guess)
+        return np.where(populated, np.maximum(guess, 1.0), 0.0)
+
+    def headcount(self, pred: np.ndarray, cells: pd.DataFrame) -> np.ndarray:
+        """Expected headcount of raw predictions ``pred`` of ``cells``, calibrated and
+        with this model's error sd (used for out-of-area and reference maps)."""
+        if not self.does_poverty or self.poverty_line is None:
+            raise ModelError(
+                "this estimator makes no headcounts",
+                fix="give a poverty line and survey households with welfare",
+            )
+        est = self.calibrator_.predict(np.asarray(pred, dtype=float))
+        sigma = self.conformal_.sigma(self._groups(cells), len(cells))
+        return np.asarray(
+            expected_headcount(est, self._cell_within_sd(cells), sigma, self.poverty_line)
+        )
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _error_covariance(
+    oof: pd.DataFrame,
+    resid: np.ndarray,
+    noise_var: np.ndarray,
+    conf: MondrianConformal,
+    s: EstimationSettings,
+) -> tuple[ExponentialCovariance, str | None]:
+    """Covariance of model errors from the OOF residual variogram.
+
+    With ``area_effects`` and admin ids on the clusters, the variogram is split by
+    whether pairs share their admin-2/admin-1 unit and admin effects are fitted beside
+    the exponential field (:func:`fit_nested`).
+    """
+    total = float(conf.sigma_["__pooled__"] ** 2)
+    if not {"easting", "northing"} <= set(oof.columns):
+        return (
+            ExponentialCovariance(0.0, total, 10 * s.variogram_max_m),
+            "oof has no easting/northing: errors taken as fully shared within "
+            "10 x variogram_max_m (conservative)",
+        )
+    nv = noise_var if s.noise_correction == "scale" else None
+    note = None
+    f = None
+    if s.area_effects and "admin_id" in oof:
+        try:
+            f = fit_nested(
+                nested_variogram(
+                    oof["easting"],
+                    oof["northing"],
+                    resid,
+                    nv,
+                    oof["admin_id"].astype(str).to_numpy(),
+                    oof["parent_id"].astype(str).to_numpy() if "parent_id" in oof else None,
+                    max_dist=s.variogram_max_m,
+                    n_bins=s.variogram_bins,
+                )
+            )
+        except ModelError as exc:
+            note = f"admin effects not fitted ({exc}); isotropic variogram used"
+    try:
+        if f is None:
+            vg = empirical_variogram(
+                oof["easting"],
+                oof["northing"],
+                resid,
+                nv,
+                max_dist=s.variogram_max_m,
+                n_bins=s.variogram_bins,
+            )
+            f = fit_exponential(vg)
+        # the variogram gives the shape (shares, range); its own sill (the plateau, which
+        # also holds non-stationary regional differences) is rescaled to the conformal
+        # error variance. Anchoring the sill at the zero-lag variance instead loses
+        # the regional part and under-covers area means (measured: 0.85 vs 0.91).
+        return f.scaled(total / f.sill if f.sill > 0 else 0.0), note
+    except ModelError as exc:
+        return (
+            ExponentialCovariance(0.0, total, 10 * s.variogram_max_m),
+            f"variogram not fitted ({exc}); errors taken as fully shared (conservative)",
+        )
+
+
+def _cell_at_clusters(oof: pd.DataFrame, cells: pd.DataFrame) -> np.ndarray:
+    """Row of the map cell holding each cluster's (published) location; -1 if none.
+
+    The nearest cell centre within 0.75 cell sizes (the half-diagonal is 0.71), so
+    clusters outside the grid find none.
+    """
+    out = np.full(len(oof), -1, dtype=np.int64)
+    if not {"easting", "northing"} <= set(oof.columns) or len(cells) == 0:
+        return out
+    cx = cells["easting"].to_numpy(dtype=float)
+    cy = cells["northing"].to_numpy(dtype=float)
+    px = oof["easting"].to_numpy(dtype=float)
+    py = oof["northing"].to_numpy(dtype=float)
+    ok = np.isfinite(px) & np.isfinite(py)
+    good = np.isfinite(cx) & np.isfinite(cy)
+    if not ok.any() or not good.any():
+        return out
+    size = _infer_cell_size(cx[good], cy[good])
+    d, idx = cKDTree(np.column_stack([cx[good], cy[good]])).query(np.column_stack([px[ok], py[ok]]))
+    rows = np.flatnonzero(good)[idx]
+    out[np.flatnonzero(ok)] = np.where(d <= 0.75 * size, rows, -1)
+    return out
+
+
+def _cell_vs_cluster_gap(
+    oof: pd.DataFrame,
+    cells: pd.DataFrame,
+    at_cell: np.ndarray,
+    cal: LinearCalibrator,
+    sigma: float,
+) -> dict[str, Any]:
+    """How the map's prediction at each cluster's cell differs from its OOF prediction.
+
+    Conformal intervals assume a cell's error is like a cluster's held-out error. Where
+    cell features are computed differently from cluster features (another buffer
+    radius, another urban definition), the map's prediction at a surveyed place differs
+    systematically from the out-of-fold prediction there, and no held-out residual shows
+    that error. The gap (calibrated units) is reported by survey and map urban flag;
+    a class whose mean gap exceeds half the model-error sd is warned about. The refitted
+    model has seen the cluster, so only the systematic part (the mean) is meaningful.
+    """
+    found = at_cell >= 0
+    out: dict[str, Any] = {"n_found": int(found.sum()), "groups": {}, "warnings": []}
+    if not found.any():
+        return out
+    gap = cal.predict(cells["pred"].to_numpy(dtype=float)[at_cell[found]]) - cal.predict(
+        oof["pred"].to_numpy(dtype=float)[found]
+    )
+    survey = oof["urban"].astype(bool).to_numpy()[found]
+    mapped = cells["urban"].astype(bool).to_numpy()[at_cell[found]]
+    name = {True: "urban", False: "rural"}
+    for su in (False, True):
+        for mu in (False, True):
+            sel = (survey == su) & (mapped == mu) & np.isfinite(gap)
+            n = int(sel.sum())
+            if n == 0:
+                continue
+            mean = float(gap[sel].mean())
+            sd = float(gap[sel].std(ddof=1)) if n > 1 else float("nan")
+            key = f"survey_{name[su]}_map_{name[mu]}"
+            out["groups"][key] = {"n": n, "mean_gap": mean, "sd_gap": sd}
+            se = sd / np.sqrt(n) if n > 1 else float("inf")
+            if n >= 5 and abs(mean) > 0.5 * sigma and abs(mean) > 3 * se:
+                out["warnings"].append(
+                    f"at {n} {name[su]} clusters in {name[mu]} map cells the map predicts "
+                    f"{mean:+.3f} from their out-of-fold prediction ({abs(mean) / sigma:.1f} "
+                    "model-error sd): cell features are not computed like cluster features "
+                    "there (e.g. a buffer radius chosen by another urban definition), so "
+                    "such cells are biased and their intervals, fitted on cluster "
+                    "residuals, will not cover them. Featurise cells and clusters by one rule"
+                )
+    return out
+
+
+def _cell_var_ratio(est: np.ndarray, cells: pd.DataFrame, var_true: float) -> float:
+    """Population-weighted variance of cell estimates over the clusters' true variance.
+
+    Clusters are drawn with probability proportional to population, so their spread
+    estimates the population-weighted spread of cells; a ratio far from the cluster one
+    warns that cell features differ from cluster (buffer) features.
+    """
+    w = cells["population"].to_numpy(dtype=float)
+    ok = np.isfinite(est) & np.isfinite(w) & (w > 0)
+    if not ok.any() or var_true <= 0:
+        return float("nan")
+    m = np.average(est[ok], weights=w[ok])
+    return float(np.average((est[ok] - m) ** 2, weights=w[ok]) / var_true)
+
+
+def _cell_vs_cluster_predictions(cells: pd.DataFrame, oof: pd.DataFrame) -> dict[str, float]:
+    """Population-weighted moments of cell predictions against the OOF predictions."""
+    p = cells["pred"].to_numpy(dtype=float)
+    w = cells["population"].to_numpy(dtype=float)
+    ok = np.isfinite(p) & np.isfinite(w) & (w > 0)
+    q = oof["pred"].to_numpy(dtype=float)
+    q = q[np.isfinite(q)]
+    if not ok.any() or q.size < 2 or np.var(q) <= 0:
+        return {"cell_pred_var_ratio": float("nan"), "cell_pred_mean_shift_sd": float("nan")}
+    m = np.average(p[ok], weights=w[ok])
+    v = np.average((p[ok] - m) ** 2, weights=w[ok])
+    return {
+        "cell_pred_var_ratio": float(v / np.var(q)),
+        "cell_pred_mean_shift_sd": float((m - q.mean()) / np.sqrt(np.var(q))),
+    }
