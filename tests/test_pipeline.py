@@ -283,6 +283,23 @@ def test_cli_evaluate_and_run_refusal(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.stderr
     assert "random CV (4 folds, 240 clusters): r2 0.9" in result.stdout
+    # block size and buffer from the command line override the config's
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(study),
+            "--block-size",
+            "30000",
+            "--buffer",
+            "0",
+            "--out",
+            str(tmp_path / "b"),
+        ],
+    )
+    assert result.exit_code == 0, result.stderr
+    cv = open_run(tmp_path / "b").metrics()["cv"]
+    assert cv["scheme"] == "spatial" and cv["block_size_m"] == 30000 and cv["buffer_m"] == 0
     # a map needs boundaries: a clear error, exit 2, nothing written
     result = runner.invoke(app, ["run", str(study), "--out", str(tmp_path / "runs")])
     assert result.exit_code == 2 and "no boundaries" in result.stderr

@@ -318,6 +318,14 @@ def evaluate(
         str | None, typer.Option(help="Survey column for --cv group (e.g. fold, region).")
     ] = None,
     folds: Annotated[int | None, typer.Option(help="Folds for spatial/random CV.")] = None,
+    block_size: Annotated[
+        float | None,
+        typer.Option(min=1, help="Spatial block edge in metres (overrides the config)."),
+    ] = None,
+    buffer: Annotated[
+        float | None,
+        typer.Option(min=0, help="Buffer around test blocks in metres (overrides)."),
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (must not exist).")] = None,
     redisplace: Annotated[
         int,
@@ -340,6 +348,10 @@ def evaluate(
     from povertymap.pipeline import evaluate as evaluate_job
 
     cfg = read_config(config)
+    overrides = {"block_size_m": block_size, "buffer_m": buffer}
+    if any(v is not None for v in overrides.values()):
+        changed = {k: v for k, v in overrides.items() if v is not None}
+        cfg = cfg.model_copy(update={"cv": cfg.cv.model_validate(cfg.cv.model_dump() | changed)})
     if cv is not None and cv not in ("spatial", "random", "group"):
         from povertymap.errors import ConfigError
 
