@@ -53,7 +53,6 @@ log = logging.getLogger(__name__)
 DEFAULT_BUFFER_M = {"urban": 2000.0, "rural": 5000.0}
 
 
-
 @dataclass(frozen=True, eq=False)
 class StudyArea:
     """Inputs of one study area in the working CRS (rasters stay on disk, opened lazily)."""

@@ -65,7 +65,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class CNNSettings:
     """Hyperparameters of the transfer CNN and its training (demo: ~50 s on 2 CPU cores).
