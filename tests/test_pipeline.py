@@ -219,15 +219,41 @@ def test_target_replans_without_the_study_area(tiny_run: RunResult, tmp_path: Pa
     assert "admin2s at a budget of 50%" in (copy / "report.html").read_text()
     # the plan is scored against the truth of the synthetic country, like the run's
     assert "this plan" in run_dir.metrics()["truth"]["targeting"]["methods"]
+    # an asset index without a poverty line is targeted by its estimate, poorest first
+    by_estimate = settings.model_copy(update={"unit": "cell", "rank_by": "estimate"})
+    target(copy, by_estimate, budget="20%")
+    plan = open_run(copy).plan()
+    assert plan is not None
+    ranked = plan.sort_values("rank")
+    assert ranked["estimate"].is_monotonic_increasing
+    first = ranked[ranked["population"] > 0].iloc[0]
+    assert bool(first["selected"]) and plan["poverty_rate"].notna().all()
+
+
+def test_a_relative_poverty_line(tiny_world: Path, tmp_path: Path) -> None:
+    """``poverty_line: 40%``: the line below which 40% of the surveyed people live."""
+    study = yaml.safe_load(tiny_world.read_text())
+    study["poverty_line"] = "40%"
+    path = tiny_world.parent / "relative-line.yaml"
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    cfg = read_config(path)
+    result = run(cfg, runs=tmp_path)
+    line = result.metrics["poverty_line"]
+    households = pd.read_csv(tiny_world.parent / "households.csv")
+    people = households["weight"] * households["hh_size"]
+    below = people[households["log_consumption"] <= line["value"]].sum() / people.sum()
+    assert line["given"] == "40%" and below == pytest.approx(0.40, abs=0.01)
+    assert open_run(result.path).model().line_ == line["value"]
+    assert "40% of the surveyed people" in (result.path / "report.html").read_text()
 
 
 def test_failed_run_leaves_no_directory(tiny_world: Path, tmp_path: Path) -> None:
-    from povertymap.errors import ModelError
+    from povertymap.errors import ConfigError
 
     cfg = read_config(tiny_world)
-    cfg = cfg.model_copy(update={"cv": cfg.cv.model_copy(update={"block_size_m": 1e6})})
-    with pytest.raises(ModelError):
-        run(cfg, runs=tmp_path)
+    cv = cfg.cv.model_copy(update={"scheme": "group", "group": "no_such_column"})
+    with pytest.raises(ConfigError, match="no_such_column"):
+        run(cfg.model_copy(update={"cv": cv}), runs=tmp_path)
     assert [p.name for p in tmp_path.iterdir() if p.name != ".cache"] == []
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +23,7 @@ from rich.table import Table
 
 from povertymap import __version__
 from povertymap.engine.base import ProgressCallback
-from povertymap.errors import PovertyMapError
+from povertymap.errors import InputWarning, PovertyMapError
 
 app = typer.Typer(
     name="povertymap",
@@ -108,6 +109,25 @@ def _main(
         force=True,
     )
     logging.getLogger("povertymap").setLevel(logging.WARNING - 10 * min(verbose, 2))
+    warnings.showwarning = _show_warning
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """Input warnings as one yellow line on stderr; others as Python prints them."""
+    if issubclass(category, InputWarning):
+        err_console.print(f"[yellow]warning:[/] {escape(str(message))}", soft_wrap=True)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
+_python_showwarning = warnings.showwarning
 
 
 @app.command()
@@ -145,6 +165,18 @@ def validate(
     console.print(table)
     for problem in report.problems:
         console.print(f"[yellow]problem:[/] {problem}", soft_wrap=True)
+    if report.area.admin is None:
+        console.print("no boundaries: `povertymap evaluate` only (a map needs admin units)")
+    else:
+        from povertymap.runplan import plan_run
+
+        plan = Table(title="run plan (povertymap run)")
+        for col in ("stage", "runs", "needs", "why not"):
+            plan.add_column(col, overflow="fold")
+        for step in plan_run(report.area).steps:
+            runs = "yes" if step.runs else "[yellow]skipped[/]"
+            plan.add_row(step.name, runs, step.needs, step.why_not if not step.runs else "")
+        console.print(plan)
     n = len(report.problems)
     console.print(
         f"usable: {len(report.sources)} sources, {n} problem(s) to review"
@@ -420,6 +452,10 @@ def target(
     uncertainty: Annotated[
         bool, typer.Option("--uncertainty", help="Rank by the predictive distribution.")
     ] = False,
+    rank_by: Annotated[
+        str | None,
+        typer.Option(help="headcount, expected_poor, probability or estimate (lowest first)."),
+    ] = None,
 ) -> None:
     """Plan who gets help within a budget, and say what the plan costs in poor people missed.
 
@@ -438,7 +474,9 @@ def target(
     run = open_run(run_dir)
     base = run.targeting_settings()
     changes: dict[str, object] = {
-        k: v for k, v in {"unit": unit, "method": method}.items() if v is not None
+        k: v
+        for k, v in {"unit": unit, "method": method, "rank_by": rank_by}.items()
+        if v is not None
     }
     if uncertainty:
         changes["uncertainty"] = True
@@ -447,7 +485,8 @@ def target(
     except ValidationError as exc:
         raise ConfigError(
             f"bad targeting option: {exc.errors()[0]['msg']}",
-            fix="use --unit cell|admin2 and --method geographic|pmt|hybrid",
+            fix="use --unit cell|admin2, --method geographic|pmt|hybrid and --rank-by "
+            "headcount|expected_poor|probability|estimate",
         ) from None
     result = target_job(run.path, settings, budget=budget)
     t = result.metrics["targeting"]

@@ -33,6 +33,7 @@ from povertymap.config import EstimationSettings, FeaturesConfig, ModelConfig, S
 from povertymap.engine.base import Engine, ProgressCallback
 from povertymap.errors import InputError, RunDirError
 from povertymap.estimate.cells import CellEstimates, CellEstimator
+from povertymap.estimate.headcount import relative_line
 from povertymap.features.base import FeatureBlock
 from povertymap.features.build import (
     FeatureSet,
@@ -46,6 +47,7 @@ from povertymap.io.writers import write_json, write_table
 from povertymap.models.classical import comparison_models
 from povertymap.models.evaluate import CrossValidation, cross_validate, fit_model
 from povertymap.predict import rollout
+from povertymap.runplan import survey_households
 from povertymap.target.stage import FittedPMT, fit_pmt
 from povertymap.timing import Timer
 
@@ -60,6 +62,7 @@ __all__ = [
     "estimation_cells",
     "estimation_clusters",
     "feature_statistics",
+    "map_locations",
 ]
 
 #: Version of the saved ``model/`` layout; :meth:`MappingModel.load` refuses others.
@@ -104,6 +107,12 @@ def feature_statistics(X: pd.DataFrame) -> pd.DataFrame:
     ).rename_axis("feature")
 
 
+def map_locations(area: StudyArea, facts: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Where the map predicts, for distance-matched CV: cell centres and their people."""
+    centres = shapely.get_coordinates(shapely.centroid(area.grid.geometry.values))
+    return centres, facts["population"].reindex(area.grid.index).to_numpy(dtype=float)
+
+
 def estimation_clusters(area: StudyArea) -> pd.DataFrame:
     """The survey clusters as the estimation stage reads them: no geometry, an ``urban``
     flag (False when the survey has none), ``easting``/``northing`` in the working CRS."""
@@ -141,7 +150,8 @@ class MappingModel:
     from. Fitted attributes: ``blocks_``, ``columns_``, ``estimators_`` (``model`` and the
     reference models by name), ``cell_estimator_``, ``reference_estimators_`` (one cell
     estimator per reference, so reference maps get the same calibration and headcounts),
-    ``pmt_`` (the proxy means test, with a registry and survey welfare), ``training_X_``,
+    ``pmt_`` (the proxy means test, with a registry and survey welfare), ``line_`` (the
+    poverty line in the target's units, None without one), ``training_X_``,
     ``training_y_`` and ``training_`` (:class:`Training`, not saved).
     """
 
@@ -149,7 +159,8 @@ class MappingModel:
     model: ModelConfig = field(default_factory=ModelConfig)
     estimate: EstimationSettings = field(default_factory=EstimationSettings)
     target: str = "target"
-    poverty_line: float | None = None
+    poverty_line: float | str | None = None
+    """In the target's units, or a share of people (``"40%"``) resolved on the survey."""
     random_state: int = 0
 
     @classmethod
@@ -159,7 +170,7 @@ class MappingModel:
             features=cfg.features,
             model=cfg.model,
             estimate=cfg.estimate,
-            target=cfg.survey.clusters.target,
+            target=cfg.survey.target,
             poverty_line=cfg.poverty_line,
             random_state=cfg.model.random_state,
         )
@@ -191,13 +202,11 @@ class MappingModel:
         assert features.cells is not None and features.cell_facts is not None  # for_map
         X, y = features.clusters, area.clusters["target"].to_numpy(dtype=float)
         with timer.stage("cross_validation"):
-            centres = shapely.get_coordinates(shapely.centroid(area.grid.geometry.values))
-            people = features.cell_facts["population"].to_numpy(dtype=float)
             cv = cross_validate(
                 area,
                 X,
                 models=comparison_models(self.model, X.columns) if compare else None,
-                prediction=(centres, people),
+                prediction=map_locations(area, features.cell_facts),
                 progress=progress,
                 engine=engine,
             )
@@ -212,12 +221,28 @@ class MappingModel:
         oof = cv.oof.join(clusters[["urban", "admin_id", "parent_id", "easting", "northing"]])
         raw = self.raw_predictions(features.cells)
         cells = estimation_cells(rollout.map_cells(area, features.cell_facts, raw))
-        self._fit_estimators(oof, cells, area.households, clusters.reset_index())
+        households = survey_households(area)
+        self.line_ = self._resolve_line(households)
+        self._fit_estimators(oof, cells, households, clusters.reset_index())
         self.pmt_: FittedPMT | None = None
-        if registry is not None and area.households is not None and "welfare" in area.households:
-            self.pmt_ = fit_pmt(area.households, registry)
+        if registry is not None and households is not None:
+            self.pmt_ = fit_pmt(households, registry)
         self.training_ = Training(features, cv, oof)
         return self
+
+    def _resolve_line(self, households: pd.DataFrame | None) -> float | None:
+        """The poverty line in the target's units (a share is resolved on the survey)."""
+        if not isinstance(self.poverty_line, str):
+            return self.poverty_line
+        if households is None:
+            raise InputError(
+                f"poverty_line {self.poverty_line} is a share of people, and the survey has "
+                "no households with welfare to take it from",
+                where="key poverty_line",
+                fix="add survey households, or give the line in the target's units",
+            )
+        share = float(self.poverty_line.rstrip("%")) / 100
+        return relative_line(households, share, person_weighted=self.estimate.person_weighted)
 
     def _fit_estimators(
         self,
@@ -230,7 +255,7 @@ class MappingModel:
         reference on that reference's OOF predictions."""
 
         def fitted(column: str) -> CellEstimator:
-            return CellEstimator(settings=self.estimate, poverty_line=self.poverty_line).fit(
+            return CellEstimator(settings=self.estimate, poverty_line=self.line_).fit(
                 oof.assign(pred=oof[column]), cells.assign(pred=cells[column]), households, clusters
             )
 
@@ -359,7 +384,8 @@ class MappingModel:
             "columns": self.columns_,
             "references": [n for n in self.estimators_ if n != "model"],
             "buffer_m": self.features.buffer_m.model_dump(),
-            "poverty_line": self.poverty_line,
+            "poverty_line": self.line_,
+            "poverty_line_given": self.poverty_line,
             "n_training_clusters": len(self.training_X_),
             "headcounts": self.cell_estimator_.does_poverty,
             "pmt": self.pmt_.columns if self.pmt_ is not None else None,

@@ -22,7 +22,7 @@ from povertymap.config import StudyAreaConfig, TargetingSettings
 from povertymap.engine.base import Engine, ProgressCallback, get_engine
 from povertymap.errors import ConfigError
 from povertymap.estimate.stage import estimate_areas
-from povertymap.features.build import compute_features
+from povertymap.features.build import cell_facts, compute_features
 from povertymap.io.survey import read_registry
 from povertymap.io.writers import write_json, write_table
 from povertymap.mapping import (
@@ -31,6 +31,7 @@ from povertymap.mapping import (
     estimation_admin,
     estimation_cells,
     estimation_clusters,
+    map_locations,
 )
 from povertymap.models.evaluate import cross_validate, fit_model
 from povertymap.models.sensitivity import displacement_sensitivity
@@ -46,6 +47,7 @@ from povertymap.rundir import (
     write_plan,
     write_run,
 )
+from povertymap.runplan import plan_run, survey_households
 from povertymap.studyarea import StudyArea, load_study_area
 from povertymap.target.stage import evaluate_plan, make_plan, plan_summary
 from povertymap.timing import Timer
@@ -82,7 +84,9 @@ def run(
     engine = get_engine(cfg.features.engine, n_jobs=cfg.features.n_jobs)
     with timer.stage("load"):
         area = load_study_area(cfg, progress=progress)
-        area.require_admin()
+        stages = plan_run(area, truth=truth is not None)
+        stages.check()
+        stages.warn()
         registry = read_registry(cfg.registry) if cfg.registry is not None else None
     extra = {"truth": relative_to_run(truth, Path(runs) / run_id) if truth else None}
     with write_run(runs, run_id, kind="run", cfg=cfg, extra=extra) as folder:
@@ -103,7 +107,7 @@ def run(
             cells, cell_estimates = model.map_cells(
                 area, t.features.cell_facts, t.features.cells, rng=rng
             )
-        if area.households is not None:  # small-area estimation needs independent maps
+        if survey_households(area) is not None:  # small-area estimation needs independent maps
             with timer.stage("out_of_area"):
                 cells["pred_out_of_area"] = _out_of_area(model, area, t, cells, engine, progress)
         with timer.stage("estimate"):
@@ -111,23 +115,24 @@ def run(
                 estimation_cells(cells, "raw_estimate"),
                 cell_estimates,
                 model.cell_estimator_,
-                area.households,
+                survey_households(area),
                 estimation_clusters(area).reset_index(),
                 estimation_admin(area),
                 rng=rng,
             )
         metrics: dict[str, Any] = {
             "cv": t.cv.metrics,
-            "target": cfg.survey.clusters.target,
+            "target": cfg.survey.target,
             "n_clusters": len(t.oof),
             "n_cells": len(cells),
             "population": float(cells["population"].sum()),
             "estimate": estimates.metrics,
             "urban_cells": t.features.cell_facts.attrs.get("urban_rule"),
+            "poverty_line": {"value": model.line_, "given": cfg.poverty_line},
             "sources": describe_sources(area),
         }
         plan = evaluation = None
-        if cfg.poverty_line is not None and "poverty_rate" in cells:
+        if "poverty_rate" in cells or cfg.targeting.rank_by == "estimate":
             with timer.stage("targeting"):
                 plan = make_plan(cells, cfg.targeting, registry=registry, pmt=model.pmt_)
                 metrics["targeting"] = plan_summary(plan, cfg.targeting)
@@ -200,10 +205,21 @@ def evaluate(
         features = compute_features(area, for_map=False, engine=engine, progress=progress)
     options: dict[str, Any] = {"scheme": scheme, "group": group, "n_folds": n_folds}
     with timer.stage("cross_validation"):
-        cv = cross_validate(area, features.clusters, progress=progress, engine=engine, **options)
+        prediction = None
+        if area.admin is not None and (scheme or cfg.cv.scheme) == "spatial":
+            facts = cell_facts(area, engine=engine, progress=progress)
+            prediction = map_locations(area, facts)
+        cv = cross_validate(
+            area,
+            features.clusters,
+            prediction=prediction,
+            progress=progress,
+            engine=engine,
+            **options,
+        )
     metrics: dict[str, Any] = {
         "cv": cv.metrics,
-        "target": cfg.survey.clusters.target,
+        "target": cfg.survey.target,
         "n_clusters": len(cv.oof),
     }
     if redisplace > 0:
@@ -215,6 +231,7 @@ def evaluate(
                 draws=redisplace,
                 engine=engine,
                 progress=progress,
+                prediction=prediction,
                 **options,
             )
     metrics["timings_s"] = timer.seconds
@@ -288,11 +305,12 @@ def target(
     """
     source = open_run(run_dir)
     cells = source.cells()
-    if "poverty_rate" not in cells:
+    if "poverty_rate" not in cells and settings.rank_by != "estimate":
         raise ConfigError(
             "this run has no poverty headcounts to target with",
             where="key poverty_line",
-            fix="set poverty_line in the study-area config and run again",
+            fix="rank by the estimate alone (--rank-by estimate), or set poverty_line "
+            "(a value, or a share of people such as 40%) and run again",
         )
     truth = source.truth
     registry = None

@@ -214,9 +214,9 @@ def describe_sources(area: StudyArea) -> list[dict[str, str]]:
         elif key.startswith("vectors."):
             gdf = area.vectors[key.split(".", 1)[1]]
             kind, size = "vector", f"{len(gdf):,} features"
-        elif key == "survey.clusters":
+        elif key in ("survey.clusters", "survey.dhs.gps"):
             kind, size = "survey clusters", f"{len(area.clusters):,} rows"
-        elif key == "survey.households" and area.households is not None:
+        elif key in ("survey.households", "survey.dhs.households") and area.households is not None:
             kind, size = "survey households", f"{len(area.households):,} rows"
         elif key == "boundaries" and area.admin is not None:
             kind, size = "admin units", f"{len(area.admin):,} units"
@@ -551,15 +551,21 @@ def _map_section(
             cmap="RdYlBu_r",
             label="share of people below the poverty line",
         )
-    return Section(
-        "Map",
-        para(
-            f"Estimated {target} for {len(cells):,} cells of {cell_size / 1000:g} km "
-            f"({metrics['population']:,.0f} people), its population-weighted mean per admin "
-            "unit" + (", and the poverty headcount." if "poverty_rate" in cells else ".")
-        ),
-        figures,
+    text = (
+        f"Estimated {target} for {len(cells):,} cells of {cell_size / 1000:g} km "
+        f"({metrics['population']:,.0f} people), its population-weighted mean per admin "
+        "unit" + (", and the poverty headcount." if "poverty_rate" in cells else ".")
     )
+    line = metrics.get("poverty_line", {})
+    if line.get("value") is not None:
+        given = line["given"]
+        source = (
+            f"the welfare below which {given} of the surveyed people live"
+            if isinstance(given, str)
+            else "as given in the config"
+        )
+        text += f" Poverty line: {line['value']:.4g} in {target} units ({source})."
+    return Section("Map", para(text), figures)
 
 
 def render_report(

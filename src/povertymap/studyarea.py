@@ -10,6 +10,7 @@ area, households linked to clusters, table keys that exist in the survey.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -28,14 +29,16 @@ from povertymap.config import (
     ClustersConfig,
     StudyAreaConfig,
     TableConfig,
+    VectorConfig,
 )
 from povertymap.engine.base import ProgressCallback
-from povertymap.errors import ConfigError, InputError, SurveyError, VectorError
+from povertymap.errors import ConfigError, InputError, InputWarning, SurveyError, VectorError
 from povertymap.grid import make_grid
+from povertymap.io.dhs import read_dhs
 from povertymap.io.raster import RasterSource, open_raster
 from povertymap.io.survey import read_clusters, read_households, read_tabular, row_label
 from povertymap.io.tables import read_feature_table
-from povertymap.io.vector import read_vector
+from povertymap.io.vector import is_osm, osm_tag, read_vector
 
 __all__ = [
     "DEFAULT_BUFFER_M",
@@ -193,15 +196,19 @@ def load_study_area(cfg: StudyAreaConfig, progress: ProgressCallback | None = No
         admin = _admin_units(admin_raw.to_crs(crs), cfg.boundaries)
 
     step(1)
-    raw_clusters = read_clusters(cfg.survey.clusters)
+    raw_clusters, dhs_households = _read_survey(cfg)
     if admin is None:
         points = gpd.GeoDataFrame(
             geometry=gpd.points_from_xy(raw_clusters["lon"], raw_clusters["lat"]), crs=4326
         )
         crs = _working_crs(cfg, points)
-    clusters = _clusters_in_area(raw_clusters, cfg.survey.clusters, admin, crs)
+    clusters = _clusters_in_area(
+        raw_clusters, cfg.survey.clusters, admin, crs, cfg.survey.max_outside_m
+    )
     households = None
-    if cfg.survey.households is not None:
+    if dhs_households is not None:  # linked to the clusters by read_dhs
+        households = dhs_households[dhs_households["cluster_id"].isin(clusters.index)]
+    elif cfg.survey.households is not None:
         households = read_households(cfg.survey.households, clusters.index)
 
     step(2)
@@ -211,19 +218,10 @@ def load_study_area(cfg: StudyAreaConfig, progress: ProgressCallback | None = No
     }
 
     step(3)
-    vectors = {}
-    for name, v in cfg.vectors.items():
-        gdf = read_vector(v.path, layer=v.layer).to_crs(crs)
-        if v.class_ is not None:
-            if v.class_ not in gdf.columns:
-                raise VectorError(
-                    f"class column {v.class_!r} is missing (columns: {', '.join(gdf.columns)})",
-                    path=v.path,
-                    where=f"column {v.class_!r}",
-                    fix=f"set vectors.{name}.class to an existing column",
-                )
-            gdf = gdf.rename(columns={v.class_: "class"})
-        vectors[name] = gdf
+    vectors = {
+        name: _vector_layer(read_vector(v.path, layer=v.layer).to_crs(crs), v, name)
+        for name, v in cfg.vectors.items()
+    }
 
     step(4)
     tables = [_cluster_table(t, clusters.index, i) for i, t in enumerate(cfg.tables)]
@@ -240,6 +238,52 @@ def load_study_area(cfg: StudyAreaConfig, progress: ProgressCallback | None = No
         tables=tables,
         census=census,
     )
+
+
+def _read_survey(cfg: StudyAreaConfig) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The canonical clusters table, and the households when they come with it (DHS)."""
+    if cfg.survey.dhs is not None:
+        dhs = read_dhs(cfg.survey.dhs, person_weighted=cfg.estimate.person_weighted)
+        return dhs.clusters, dhs.households
+    return read_clusters(cfg.survey.clusters), None
+
+
+def _vector_layer(gdf: gpd.GeoDataFrame, v: VectorConfig, name: str) -> gpd.GeoDataFrame:
+    """The layer with its class column renamed to ``class``.
+
+    In an OSM extract the class tag may sit in ``other_tags`` (the OSM driver gives only
+    common tags their own column), and a layer holds every kind of feature (``lines`` has
+    rivers and railways beside roads): features without the class tag are left out.
+    """
+    if v.class_ is None:
+        return gdf
+    osm = is_osm(v.path)
+    if v.class_ not in gdf.columns and osm and "other_tags" in gdf.columns:
+        gdf = gdf.assign(**{v.class_: osm_tag(gdf["other_tags"], v.class_)})
+    if v.class_ not in gdf.columns:
+        raise VectorError(
+            f"class column {v.class_!r} is missing (columns: {', '.join(gdf.columns)})",
+            path=v.path,
+            where=f"column {v.class_!r}",
+            fix=f"set vectors.{name}.class to an existing column",
+        )
+    if osm:
+        tagged = gdf[v.class_].notna().to_numpy()
+        if not tagged.any():
+            raise VectorError(
+                f"no feature of layer {v.layer!r} has a {v.class_!r} tag (as a column or in "
+                "other_tags)",
+                path=v.path,
+                where=f"layer {v.layer!r}",
+                fix=f"check vectors.{name}.layer (lines for roads, points or multipolygons "
+                f"for amenities) and vectors.{name}.class",
+            )
+        log.info(
+            "%s: %d of %d features of layer %s have a %s tag and are kept",
+            v.path, int(tagged.sum()), len(gdf), v.layer, v.class_,
+        )  # fmt: skip
+        gdf = gdf[tagged]
+    return gdf.rename(columns={v.class_: "class"})
 
 
 def _working_crs(cfg: StudyAreaConfig, layer: gpd.GeoDataFrame) -> CRS:
@@ -296,17 +340,38 @@ def _admin_units(admin: gpd.GeoDataFrame, b: BoundariesConfig) -> gpd.GeoDataFra
 
 
 def _clusters_in_area(
-    df: pd.DataFrame, ccfg: ClustersConfig, admin: gpd.GeoDataFrame | None, crs: CRS
+    df: pd.DataFrame,
+    ccfg: ClustersConfig,
+    admin: gpd.GeoDataFrame | None,
+    crs: CRS,
+    max_outside_m: float,
 ) -> gpd.GeoDataFrame:
-    """Clusters as points in the working CRS; refused if any lies outside the admin units."""
+    """Clusters as points in the working CRS, each in an admin unit.
+
+    A cluster up to ``max_outside_m`` outside the units is kept (with one warning that
+    counts them) and assigned to the nearest unit; one farther out is refused, with a hint
+    when swapping lat and lon would bring the clusters inside.
+    """
     pts = gpd.GeoDataFrame(df, geometry=gpd.points_from_xy(df["lon"], df["lat"]), crs=4326)
     pts = pts.to_crs(crs)
     if admin is None:
         return pts.set_index("cluster_id")
     aoi = shapely.union_all(admin.geometry.values)
     shapely.prepare(aoi)
-    tolerance = 1.0  # metres: points on the outline are inside
+    # displaced DHS points near lakes, coasts and coarse borders fall outside the polygons:
+    # within the largest displacement they are the area's clusters (kept, on the nearest unit)
+    tolerance = max(max_outside_m, 1.0)  # metres: points on the outline are inside
     inside = shapely.dwithin(aoi, pts.geometry.values, tolerance)
+    near = inside & ~shapely.dwithin(aoi, pts.geometry.values, 1.0)
+    if near.any():
+        far = float(shapely.distance(aoi, pts.geometry.values[near]).max())
+        warnings.warn(
+            f"{ccfg.path.name}: {int(near.sum())} of {len(df)} clusters lie outside the "
+            f"admin units by up to {far / 1000:.1f} km (within the {max_outside_m / 1000:g} "
+            "km of DHS displacement): kept, each in its nearest unit",
+            InputWarning,
+            stacklevel=4,
+        )
     if not inside.all():
         swapped = gpd.GeoSeries(gpd.points_from_xy(df["lat"], df["lon"]), crs=4326).to_crs(crs)
         swapped_inside = shapely.dwithin(aoi, swapped.values, tolerance)
@@ -319,7 +384,8 @@ def _clusters_in_area(
             else "check the coordinates, or remove clusters that belong to another area"
         )
         raise SurveyError(
-            f"{int((~inside).sum())} of {len(df)} clusters lie outside the study area "
+            f"{int((~inside).sum())} of {len(df)} clusters lie more than "
+            f"{max_outside_m / 1000:g} km outside the study area "
             f"(first: {row['cluster_id']!r} at lon {row['lon']:.5f}, lat {row['lat']:.5f})",
             path=ccfg.path,
             where=row_label(ccfg.path, df.index[first]),

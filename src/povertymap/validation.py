@@ -16,6 +16,7 @@ from rasterio.warp import transform_bounds
 
 from povertymap.config import StudyAreaConfig
 from povertymap.engine.base import ProgressCallback
+from povertymap.errors import InputWarning
 from povertymap.io.survey import read_registry
 from povertymap.studyarea import StudyArea, load_study_area
 
@@ -58,10 +59,11 @@ def validate(cfg: StudyAreaConfig, progress: ProgressCallback | None = None) -> 
         warnings.simplefilter("always")
         area = load_study_area(cfg, progress=progress)
     repaired = [str(w.message) for w in caught if "repaired" in str(w.message)]
+    dropped = [str(w.message) for w in caught if issubclass(w.category, InputWarning)]
     sources = [
         *_boundaries(area, repaired),
-        _clusters(area),
-        *_households(area),
+        _clusters(area, dropped),
+        *_households(area, dropped),
         *(_raster(area, name) for name in area.rasters),
         *(_vector(area, name, repaired) for name in area.vectors),
         *(_table(area, i) for i in range(len(area.tables))),
@@ -100,38 +102,66 @@ def _boundaries(area: StudyArea, repaired: list[str]) -> list[SourceSummary]:
     ]
 
 
-def _clusters(area: StudyArea) -> SourceSummary:
-    c = area.clusters
+def _clusters(area: StudyArea, notes: list[str]) -> SourceSummary:
+    c, dhs = area.clusters, area.config.survey.dhs
     urban = f", {c['urban'].mean():.0%} urban" if "urban" in c else ", no urban flag (rural radius)"
     target = c["target"]
+    path = area.config.survey.clusters.path  # the GPS dataset for a DHS survey
+    rows = (
+        f"{len(c)} clusters{urban}; {c.attrs.get('target_name', 'target')} "
+        f"{target.min():.3g}..{target.max():.3g}"
+    )
+    if dhs is not None:
+        rows += " (weighted means of the households)"
     return SourceSummary(
-        "survey.clusters",
-        _rel(area, area.config.survey.clusters.path),
-        "survey clusters",
+        "survey.dhs.gps" if dhs is not None else "survey.clusters",
+        _rel(area, path),
+        "DHS GPS dataset" if dhs is not None else "survey clusters",
         "EPSG:4326",
         "",
         "",
-        f"{len(c)} clusters{urban}; {c.attrs.get('target_name', 'target')} "
-        f"{target.min():.3g}..{target.max():.3g}",
+        rows,
+        _notes_about(notes, path),
     )
 
 
-def _households(area: StudyArea) -> list[SourceSummary]:
-    h, cfg = area.households, area.config.survey.households
-    if h is None or cfg is None:
+def _households(area: StudyArea, notes: list[str]) -> list[SourceSummary]:
+    h, cfg, dhs = area.households, area.config.survey.households, area.config.survey.dhs
+    if h is None or (cfg is None and dhs is None):
         return []
     per = h.groupby("cluster_id").size()
+    rows = f"{len(h)} households, {per.median():.0f} per cluster (median)"
+    if dhs is not None:
+        hr = dhs.households
+        return [
+            SourceSummary(
+                "survey.dhs.households",
+                _rel(area, hr.path),
+                "DHS household recode",
+                "",
+                "",
+                "",
+                f"{rows}; welfare {hr.target} / {_number(hr.target_divisor)}, weight "
+                f"{hr.weight} / {_number(hr.weight_divisor)}",
+                _notes_about(notes, hr.path),
+            )
+        ]
+    assert cfg is not None  # checked above
     return [
         SourceSummary(
-            "survey.households",
-            _rel(area, cfg.path),
-            "survey households",
-            "",
-            "",
-            "",
-            f"{len(h)} households, {per.median():.0f} per cluster (median)",
+            "survey.households", _rel(area, cfg.path), "survey households", "", "", "", rows
         )
     ]
+
+
+def _number(value: float) -> str:
+    """100000 as 100,000 (a divisor as users read it), other values as they are."""
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:g}"
+
+
+def _notes_about(notes: list[str], path: Path) -> list[str]:
+    """The warnings about ``path``, without the path (it is in the summary)."""
+    return [m.split(": ", 1)[1] for m in notes if m.startswith(f"{path}: ")]
 
 
 def _raster(area: StudyArea, name: str) -> SourceSummary:

@@ -37,7 +37,7 @@ def area(tmp_path_factory: pytest.TempPathFactory) -> StudyArea:
 
 @pytest.fixture(scope="module")
 def rcf(area: StudyArea) -> RandomConvFeatures:
-    block = RandomConvFeatures(n_filters=8, sample_tiles=32, cloud_min=240.0, random_state=1)
+    block = RandomConvFeatures(n_filters=8, sample_tiles=32, cloud_min=0.94, random_state=1)
     return block.fit(area, engine=ENGINE)
 
 
@@ -76,7 +76,7 @@ def test_cell_features_are_the_tiles_features(area: StudyArea, rcf: RandomConvFe
             TileGrid(r.transform, area.cell_size),
             grid["ix"].to_numpy()[:20],
             grid["iy"].to_numpy()[:20],
-            cloud_min=240.0,
+            cloud_min=0.94,
         )
     direct = rcf.embed_tiles(tiles.pixels, tiles.valid)
     np.testing.assert_allclose(out.iloc[:20, :16].to_numpy(), direct, rtol=1e-5)
@@ -197,7 +197,7 @@ def test_cnn_block_trains_caches_and_pickles(
         "batch_size": 32,
         "val_block_cells": 4,
         "stats_tiles": 64,
-        "cloud_min": 240.0,
+        "cloud_min": 0.94,
         "random_state": 0,
     }
     cache, logs = tmp_path / "cache", tmp_path / "logs"
@@ -236,9 +236,10 @@ def test_cnn_block_trains_caches_and_pickles(
 def test_cloud_threshold_on_the_wrong_scale_warns(area: StudyArea) -> None:
     from povertymap.errors import InputWarning
 
-    # blue is about 50 + noise: a threshold of 50 calls most pixels cloud
-    with pytest.warns(InputWarning, match=r"only \d+% of .*cloud_min=50"):
-        RandomConvFeatures(n_filters=2, sample_tiles=8, cloud_min=50.0, min_valid=0.0).fit(
+    # blue is about 50 + noise (DN): a reflectance threshold of 0.196 (DN 50 / 255) calls
+    # most pixels cloud
+    with pytest.warns(InputWarning, match=r"only \d+% of .*cloud_min=0.196"):
+        RandomConvFeatures(n_filters=2, sample_tiles=8, cloud_min=0.196, min_valid=0.0).fit(
             area, engine=ENGINE
         )
 
@@ -265,7 +266,7 @@ def test_a_saved_block_transforms_after_its_run_folder_moves(
     run_a, run_b = tmp_path / "A", tmp_path / "B"
     cache, logs = run_a / ".cache", run_a / "logs"
     block = RandomConvFeatures(
-        n_filters=4, sample_tiles=16, cloud_min=240.0, cache_dir=cache, log_dir=logs
+        n_filters=4, sample_tiles=16, cloud_min=0.94, cache_dir=cache, log_dir=logs
     )
     block.fit(area, engine=ENGINE)
     zones = area.cluster_buffers()
@@ -287,8 +288,8 @@ def test_a_saved_block_transforms_after_its_run_folder_moves(
 
 
 def test_input_digests_are_memoised_per_block(area: StudyArea) -> None:
-    a = RandomConvFeatures(n_filters=2, sample_tiles=8, cloud_min=240.0)
-    b = RandomConvFeatures(n_filters=2, sample_tiles=8, cloud_min=240.0)
+    a = RandomConvFeatures(n_filters=2, sample_tiles=8, cloud_min=0.94)
+    b = RandomConvFeatures(n_filters=2, sample_tiles=8, cloud_min=0.94)
     key = a._key(area)
     assert len(a._digests) == 1 and b._digests == {}  # one input, no state shared
     assert b._key(area) == key and a._digests == b._digests

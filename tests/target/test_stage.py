@@ -45,6 +45,7 @@ def test_area_units_cells_as_given(units: pd.DataFrame) -> None:
     assert list(got.index) == list(units.index)
     assert set(got.columns) == {
         "population",
+        "estimate",
         "households",
         "urban",
         "admin_id",

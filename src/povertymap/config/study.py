@@ -23,7 +23,15 @@ import difflib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from povertymap.config.estimate import EstimationSettings
 from povertymap.config.targeting import TargetingSettings
@@ -35,9 +43,13 @@ __all__ = [
     "CVConfig",
     "CensusConfig",
     "ClustersConfig",
+    "DhsConfig",
+    "DhsGpsConfig",
+    "DhsHouseholdsConfig",
     "FeaturesConfig",
     "GridConfig",
     "HouseholdsConfig",
+    "MaskConfig",
     "ModelConfig",
     "RasterConfig",
     "RegistryConfig",
@@ -108,15 +120,226 @@ class RegistryConfig(_FileRef):
     weight: str | None = Field(None, description="Weight when the list is a sample.")
 
 
-class SurveyConfig(_Model):
-    clusters: ClustersConfig = Field(description="One row per cluster (enumeration area).")
-    households: HouseholdsConfig | None = Field(
-        None, description="One row per household (noise, direct estimates, PMT)."
+#: Keys of ``survey.dhs`` naming a file, each a mapping with ``path`` or its shorthand.
+DHS_FILES = ("gps", "households")
+
+
+def _path_shorthand(value: Any) -> Any:
+    """``gps: XXGE81FL.shp`` stands for ``gps: {path: XXGE81FL.shp}``."""
+    return {"path": value} if isinstance(value, str | Path) else value
+
+
+class DhsGpsConfig(_FileRef):
+    """The DHS GPS dataset (``XXGE..FL``): the shapefile, its unzipped folder or the .zip.
+
+    Only the attribute table is read (cluster number, ``LATNUM``/``LONGNUM`` in WGS84
+    degrees, urban/rural). Rows at (0, 0) are DHS's marker for a cluster whose coordinates
+    are missing: they are dropped, with their households, in one warning that counts them.
+    """
+
+    id: str = Field("DHSCLUST", description="Cluster number column (matches hv001).")
+    lat: str = Field("LATNUM", description="Latitude column, WGS84 degrees (displaced).")
+    lon: str = Field("LONGNUM", description="Longitude column, WGS84 degrees (displaced).")
+    urban: str | None = Field(
+        "URBAN_RURA",
+        description="Urban flag column ('U'/'R'); null: taken from the household recode.",
+    )
+
+    def attribute_file(self) -> Path:
+        """The file holding the attributes read (the one a run's manifest digests): the
+        ``.dbf`` of a shapefile, the ``.zip`` itself, or the ``.dbf`` in a folder (the one
+        named after the folder, else the only one)."""
+        path = self.path
+        if path.is_dir():
+            named = path / f"{path.name}.dbf"
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() == ".dbf")
+            return named if named.exists() or len(found) != 1 else found[0]
+        if path.suffix.lower() == ".shp":
+            return path.with_suffix(".dbf")
+        return path
+
+
+class DhsHouseholdsConfig(_FileRef):
+    """The DHS household recode (``XXHR..FL.DTA``, Stata; the downloaded .zip works too).
+
+    Every household becomes a row of the canonical households table (``cluster_id``,
+    ``welfare``, ``weight``, ``hh_size``, ``household_id``; other columns kept); each
+    cluster's target is the weighted mean of its households' welfare, with the weights the
+    estimation uses (``estimate.person_weighted``: weight x household size, else weight).
+    Value labels are not applied: codes are read as numbers.
+    """
+
+    cluster: str = Field("hv001", description="Cluster number column (matches DHSCLUST).")
+    id: str | None = Field("hhid", description="Household id column; null: none.")
+    weight: str = Field("hv005", description="Household weight column (DHS: x 1e6).")
+    weight_divisor: Annotated[float, Field(gt=0)] = Field(
+        1e6, description="The weight column is divided by this (DHS stores weight x 1e6)."
+    )
+    urban: str | None = Field(
+        "hv025",
+        description="Urban/rural column (1 urban, 2 rural): the cluster flag when the GPS has "
+        "none, else checked against it (a mismatch means files of different surveys).",
+    )
+    target: str = Field(
+        "hv271",
+        description="Household welfare column, averaged into the cluster target (DHS: the "
+        "wealth index factor score x 1e5).",
+    )
+    target_divisor: Annotated[float, Field(gt=0)] = Field(
+        1e5, description="The target column is divided by this (hv271 is stored x 1e5)."
+    )
+    size: str | None = Field("hv009", description="Household size column (members).")
+    columns: list[str] | None = Field(
+        None,
+        description="Other columns to keep (e.g. the PMT variables the registry shares); "
+        "default: every column of the file.",
     )
 
 
+class DhsConfig(_Model):
+    """A DHS survey as distributed: the GPS dataset and the household recode.
+
+    ``dhs: {gps: XXGE81FL.shp, households: XXHR81FL.DTA}`` reads both with the DHS column
+    names; either file may instead be a mapping (``{path: ..., target: hv270}``).
+    """
+
+    gps: DhsGpsConfig = Field(
+        description="GPS dataset: its path (XXGE..FL .shp, unzipped folder or .zip) or a "
+        "mapping with path and column names."
+    )
+    households: DhsHouseholdsConfig = Field(
+        description="Household recode: its path (XXHR..FL .DTA or its .zip) or a mapping "
+        "with path and column names."
+    )
+
+    @field_validator("gps", "households", mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return _path_shorthand(value)
+
+
+class SurveyConfig(_Model):
+    """The survey: a clusters table (and households), or a DHS survey as distributed."""
+
+    clusters_: ClustersConfig | None = Field(
+        None,
+        alias="clusters",
+        description="One row per cluster (enumeration area); or give dhs instead.",
+    )
+    dhs: DhsConfig | None = Field(
+        None, description="A DHS survey: GPS dataset and household recode (instead of clusters)."
+    )
+    households: HouseholdsConfig | None = Field(
+        None, description="One row per household (noise, direct estimates, PMT)."
+    )
+    max_outside_m: Annotated[float, Field(ge=0)] = Field(
+        10_000.0,
+        description="Clusters this close outside the admin units (displaced DHS points near "
+        "lakes, coasts and coarse borders) are kept, in their nearest unit, with a warning; "
+        "farther ones are refused.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SurveyConfig:
+        if self.clusters_ is not None and self.dhs is not None:
+            raise PydanticCustomError(
+                "config_choice",
+                "survey.clusters and survey.dhs are both given; a survey is one or the other",
+                {"fix": "keep clusters: (a clusters table) or dhs: (the DHS GPS dataset and "
+                 "household recode), not both"},
+            )  # fmt: skip
+        if self.clusters_ is None and self.dhs is None:
+            raise PydanticCustomError(
+                "config_choice",
+                "the survey has neither clusters nor dhs",
+                {"fix": "add clusters: {path: clusters.csv, target: ...} or "
+                 "dhs: {gps: XXGE81FL.shp, households: XXHR81FL.DTA}"},
+            )  # fmt: skip
+        if self.dhs is not None and self.households is not None:
+            raise PydanticCustomError(
+                "config_choice",
+                "survey.households cannot be combined with survey.dhs",
+                {"fix": "remove survey.households: the DHS household recode is "
+                 "survey.dhs.households"},
+            )  # fmt: skip
+        return self
+
+    @property
+    def target(self) -> str:
+        """The name of the survey's target (the clusters' column, or the DHS recode's)."""
+        return self.clusters.target
+
+    @property
+    def clusters(self) -> ClustersConfig:
+        """The clusters' config; for a DHS survey, a view of the GPS dataset with the
+        household recode's target (its ``path`` is the GPS dataset's)."""
+        if self.clusters_ is not None:
+            return self.clusters_
+        assert self.dhs is not None  # one of the two, checked by _one_source
+        gps = self.dhs.gps
+        return ClustersConfig(
+            path=gps.path,
+            id=gps.id,
+            lon=gps.lon,
+            lat=gps.lat,
+            urban=gps.urban,
+            target=self.dhs.households.target,
+        )
+
+
+#: Sentinel-2 L2A scene classification (SCL) classes that are not clear ground: cloud
+#: shadow (3), cloud of medium (8) and high (9) probability, thin cirrus (10).
+SCL_CLOUD_CLASSES = (3, 8, 9, 10)
+
+
+class MaskConfig(_Model):
+    """Imagery pixels to drop (cloud, shadow, no data), by the class value of a mask.
+
+    Either a separate raster (``path``; any CRS and resolution, read nearest-neighbour onto
+    the imagery's pixel grid), e.g. ``{path: scl.tif, classes: [3, 8, 9, 10]}`` for a
+    Sentinel-2 SCL layer, or a band of the imagery raster itself (``band`` without
+    ``path``; that band is then not used as a data band), e.g. ``{band: 5, classes: [1]}``.
+    Pixels beyond the edge of a separate mask raster read as its nodata value (0, SCL's
+    no-data class, when it declares none).
+    """
+
+    path: Path | None = Field(
+        None,
+        description="Separate mask raster (e.g. Sentinel-2 SCL), relative to the config file; "
+        "omit it to use a band of the imagery raster.",
+    )
+    band: Annotated[int, Field(ge=1)] | None = Field(
+        None,
+        description="Band (1-based) holding the classes: of the mask raster (default 1) or, "
+        "without path, of the imagery raster (required then).",
+    )
+    classes: list[int] = Field(
+        default_factory=lambda: list(SCL_CLOUD_CLASSES),
+        min_length=1,
+        description="Mask values that make a pixel invalid. Default: the Sentinel-2 SCL "
+        "classes 3 (cloud shadow), 8, 9 (cloud, medium/high probability) and 10 (thin "
+        "cirrus); add 0 to drop SCL no-data too.",
+    )
+
+    @model_validator(mode="after")
+    def _path_or_band(self) -> MaskConfig:
+        if self.path is None and self.band is None:
+            raise ValueError(
+                "a mask needs a path (a separate mask raster) or a band (of the imagery)"
+            )
+        return self
+
+
 class RasterConfig(_FileRef):
-    """A raster source in any CRS and resolution (reprojected on read)."""
+    """A raster source in any CRS and resolution (reprojected on read).
+
+    ``scale``, ``offset``, ``mask`` and ``valid_range`` describe imagery (the ``imagery``
+    role); other rasters are read as stored. Reflectance is ``DN * scale + offset``, and
+    every imagery threshold (cloud brightness, valid range, bright roofs) is in reflectance.
+    Sentinel-2 L2A: ``scale: 1.0e-4`` (the uint16 default) and, for products of processing
+    baseline 04.00 (from 25 January 2022) on, ``offset: -0.1`` (their BOA_ADD_OFFSET of
+    -1000 DN). Landsat Collection 2 Level-2: ``scale: 2.75e-5, offset: -0.2``.
+    """
 
     nodata: float | Literal["none"] | None = Field(
         None,
@@ -124,6 +347,33 @@ class RasterConfig(_FileRef):
         "data. Needed when the file declares none but holds a sentinel such as -99999.",
     )
     bands: list[str] | None = Field(None, description="Band names, in file order.")
+    scale: float | None = Field(
+        None,
+        description="Imagery: reflectance = DN * scale + offset. Default by data type: "
+        "uint8 1/255 (DN / 255, a 0-1 brightness), uint16 and int16 1e-4 (Sentinel-2 L2A), "
+        "float 1 (reflectance as stored). Landsat Collection 2 Level-2: 2.75e-5.",
+    )
+    offset: float | None = Field(
+        None,
+        description="Imagery: added after scale (default 0). Sentinel-2 L2A from processing "
+        "baseline 04.00 (2022) on: -0.1 (its -1000 DN offset); Landsat Collection 2 Level-2: "
+        "-0.2.",
+    )
+    mask: MaskConfig | None = Field(
+        None, description="Imagery: cloud/invalid mask from a mask raster or band (see below)."
+    )
+    valid_range: tuple[float, float] | None = Field(
+        None,
+        description="Imagery: reflectance range of valid pixels (e.g. [0, 1.2]); a pixel with "
+        "a band outside it is invalid. Default: no range test.",
+    )
+
+    @field_validator("valid_range")
+    @classmethod
+    def _ordered_range(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not value[0] < value[1]:
+            raise ValueError(f"valid_range {list(value)} must be [low, high] with low < high")
+        return value
 
 
 class VectorConfig(_FileRef):
@@ -229,13 +479,17 @@ class CVConfig(_Model):
     )
     folds: Annotated[int, Field(ge=2)] = Field(5, description="Folds (spatial, random).")
     block_size_m: Annotated[float, Field(gt=0)] | Literal["auto"] = Field(
-        50_000.0,
-        description="Edge of the square spatial blocks (m), or 'auto': the block size whose "
-        "test-to-training distances best match the map's cell-to-survey distances "
-        "(nearest-neighbour distance matching, Mila et al. 2022), with no buffer.",
+        "auto",
+        description="'auto' (default): the block size whose test-to-training distances best "
+        "match the map's cell-to-survey distances (nearest-neighbour distance matching, Mila "
+        "et al. 2022), with no buffer; or the edge of the square spatial blocks in metres "
+        "(e.g. 50000 for a national survey), where too few blocks for the folds fall back to "
+        "'auto' with a warning.",
     )
     buffer_m: Annotated[float, Field(ge=0)] = Field(
-        10_000.0, description="Training clusters within this distance of a test fold are dropped."
+        10_000.0,
+        description="With a fixed block size, training clusters within this distance of a test "
+        "fold are dropped.",
     )
     group: str | None = Field(None, description="Survey column for scheme: group.")
     random_state: int = Field(0, description="Seed of the fold assignment.")
@@ -282,10 +536,12 @@ class StudyAreaConfig(_Model):
         default_factory=EstimationSettings,
         description="Calibration, intervals, small-area estimation and disclosure control.",
     )
-    poverty_line: float | None = Field(
+    poverty_line: float | Annotated[str, Field(pattern=r"^\d+(\.\d+)?%$")] | None = Field(
         None,
-        description="Poverty line in the units of the survey target (e.g. log consumption); "
-        "when set, estimates are also converted to poverty headcounts.",
+        description="Poverty line in the units of the survey target (e.g. log consumption), "
+        "or a share of people ('40%': the line below which that share of the surveyed people "
+        "live, from the survey's weighted welfare distribution; what DHS users with an asset "
+        "index target). When set, estimates are also converted to poverty headcounts.",
     )
     #: Directory the relative paths were resolved against (set by the loader).
     base_dir: Path | None = Field(None, exclude=True)
@@ -312,10 +568,21 @@ class StudyAreaConfig(_Model):
         out: dict[str, Path] = {}
         if self.boundaries is not None:
             out["boundaries"] = self.boundaries.path
-        out["survey.clusters"] = self.survey.clusters.path
+        if self.survey.dhs is not None:
+            out["survey.dhs.gps"] = self.survey.dhs.gps.attribute_file()
+            out["survey.dhs.households"] = self.survey.dhs.households.path
+        else:
+            out["survey.clusters"] = self.survey.clusters.path
         if self.survey.households is not None:
             out["survey.households"] = self.survey.households.path
         out.update({f"rasters.{k}": v.path for k, v in self.rasters.items()})
+        out.update(
+            {
+                f"rasters.{k}.mask": v.mask.path
+                for k, v in self.rasters.items()
+                if v.mask is not None and v.mask.path is not None
+            }
+        )
         out.update({f"vectors.{k}": v.path for k, v in self.vectors.items()})
         out.update({f"tables[{i}]": t.path for i, t in enumerate(self.tables)})
         if self.census is not None:
@@ -361,6 +628,9 @@ def _resolve_paths(node: Any, base_dir: Path) -> Any:
             if key == "path" and isinstance(value, str | Path):
                 p = Path(value).expanduser()
                 out[key] = p if p.is_absolute() else (base_dir / p).resolve()
+            elif key == "dhs" and isinstance(value, dict):  # gps: X.shp is {path: X.shp}
+                files = {k: _path_shorthand(v) for k, v in value.items() if k in DHS_FILES}
+                out[key] = _resolve_paths({**value, **files}, base_dir)
             else:
                 out[key] = _resolve_paths(value, base_dir)
         return out
@@ -385,6 +655,9 @@ def _config_error(exc: ValidationError, source: Path) -> ConfigError:
         close = difflib.get_close_matches(loc[-1], valid, n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(valid)}"
         return ConfigError(f"unknown key {loc[-1]!r}", path=source, where=f"key {dotted}", fix=hint)
+    if err["type"] == "config_choice":
+        fix = (err.get("ctx") or {}).get("fix")
+        return ConfigError(err["msg"], path=source, where=f"key {dotted}", fix=fix)
     if err["type"] == "missing":
         return ConfigError(
             "required key is missing", path=source, where=f"key {dotted}", fix=f"add {loc[-1]}:"
@@ -403,7 +676,9 @@ def _model_at(model: type[BaseModel], loc: list[str]) -> type[BaseModel] | None:
     for part in loc:
         if part.isdigit() or current is None:
             continue
-        field = current.model_fields.get(part)
+        field = current.model_fields.get(part) or next(
+            (f for f in current.model_fields.values() if f.alias == part), None
+        )
         if field is None:
             # dict values (rasters.<name>) walk into the value type
             continue

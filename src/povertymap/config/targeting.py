@@ -25,10 +25,11 @@ class TargetingSettings(BaseModel):
         description="Rank areas by the map, households by a proxy means test (needs a "
         "registry), or preselect areas by the map then apply the PMT inside them.",
     )
-    rank_by: Literal["headcount", "expected_poor", "probability"] = Field(
+    rank_by: Literal["headcount", "expected_poor", "probability", "estimate"] = Field(
         "headcount",
-        description="Area score: headcount, expected number of poor, or "
-        "probability the headcount exceeds the national one.",
+        description="Area score: headcount, expected number of poor, probability the "
+        "headcount exceeds the national one, or the estimate alone (lowest first: a map of "
+        "an asset index without a poverty line).",
     )
     uncertainty: bool = Field(
         False, description="Rank by the predictive distribution of the headcount."

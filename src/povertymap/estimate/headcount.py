@@ -22,16 +22,19 @@ interval.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from numpy.typing import ArrayLike
 from scipy.special import ndtr, ndtri
 
-from povertymap.errors import ModelError
+from povertymap.errors import InputError, ModelError
+from povertymap.estimate.direct import household_weights
 
 __all__ = [
     "expected_headcount",
     "headcount",
     "headcount_interval",
     "realized_headcount_interval",
+    "relative_line",
 ]
 
 
@@ -113,3 +116,23 @@ def _positive(values: ArrayLike, name: str) -> np.ndarray:
     if not (np.isfinite(a) & (a > 0)).all():
         raise ModelError(f"{name} must be positive and finite, got {a.ravel()[:5]!r}...")
     return a
+
+
+def relative_line(households: pd.DataFrame, share: float, *, person_weighted: bool = True) -> float:
+    """The welfare below which ``share`` of the surveyed people live (weighted quantile).
+
+    Households weigh by their design weight (times their size with ``person_weighted``,
+    see :func:`~povertymap.estimate.direct.household_weights`); the line is the smallest
+    welfare whose cumulative weight reaches ``share``.
+    """
+    if not 0 < share < 1:
+        raise InputError(
+            f"a relative poverty line of {share:.0%} is not a share between 0 and 100%",
+            where="key poverty_line",
+            fix="give e.g. poverty_line: 40%",
+        )
+    w = household_weights(households, person_weighted=person_weighted).to_numpy(dtype=float)
+    y = households["welfare"].to_numpy(dtype=float)
+    order = np.argsort(y, kind="stable")
+    cum = np.cumsum(w[order]) / w.sum()
+    return float(y[order][np.searchsorted(cum, share)])

@@ -19,11 +19,18 @@ block drops them (a saved model holds no path of the run that made it, so it sti
 once moved), and a loaded block computes the vectors it needs again in a private temporary
 folder unless it is given a ``cache_dir``.
 
+Imagery as it comes: the imagery is read with its radiometry and mask
+(:func:`~povertymap.features.imagery.imagery_of`): pixels masked by nodata, the class mask
+(e.g. Sentinel-2 SCL cloud classes) or the valid range are invalid, and ``cloud_min`` is a
+reflectance (``DN * scale + offset``), so the default works on 8-bit imagery (DN / 255) as
+on 16-bit reflectance. Tiles stay in the raster's DN (the models standardise them); a
+fitted block meeting imagery of another radiometry converts it to the DN it was fitted on.
+
 Missing imagery: a cell whose tile has less than ``min_valid`` valid pixels (outside the
-image, nodata, cloud) gets no vector and is left out of zone means, with weights
+image, nodata, masked, cloud) gets no vector and is left out of zone means, with weights
 renormalised; a zone without any valid cell gets NaN features (downstream models impute).
 The extra column ``<name>_valid`` is the share of the zone's area whose cells had a valid
-vector.
+vector (0: no imagery for the zone).
 
 Importing this module does not import tensorflow: the CNN loads it in ``fit``.
 """
@@ -44,6 +51,7 @@ import povertymap
 from povertymap.engine.base import Engine, ProgressCallback
 from povertymap.errors import ModelError
 from povertymap.features.base import FeatureBlock, chunk_zones
+from povertymap.features.imagery import imagery_of
 from povertymap.io.embeddings import (
     DigestMemo,
     cached_model,
@@ -51,6 +59,7 @@ from povertymap.io.embeddings import (
     private_temp_dir,
     write_cached_model,
 )
+from povertymap.io.raster import radiometry
 from povertymap.models.deep.random_features import (
     RandomFilters,
     random_conv_features,
@@ -58,11 +67,14 @@ from povertymap.models.deep.random_features import (
 )
 from povertymap.models.deep.store import EmbeddingStore, cache_key
 from povertymap.models.deep.tiles import (
+    CLOUD_MIN,
     BandStats,
     TileGrid,
     band_stats,
+    check_cloud_min,
     iter_tile_blocks,
     normalise_tiles,
+    rescale_pixels,
     sample_tiles,
     warn_if_mostly_invalid,
 )
@@ -97,6 +109,9 @@ class _ImageryEmbeddings(FeatureBlock):
     _tmp: Path | None = field(default=None, init=False, repr=False)
     #: Digests of the inputs, memoised per instance (an input is hashed once per block).
     _digests: DigestMemo = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        check_cloud_min(getattr(self, "cloud_min", None), f"key features.params.{self.name}")
 
     # -- to implement --------------------------------------------------------------------
     def _hyperparameters(self) -> dict[str, Any]:
@@ -137,11 +152,16 @@ class _ImageryEmbeddings(FeatureBlock):
         return all(name in area.rasters for name in self._inputs())
 
     def _key(self, area: StudyArea) -> str:
+        imagery = imagery_of(area)
+        inputs = {n: file_digest(area.rasters[n].path, self._digests) for n in self._inputs()}
+        if imagery.mask is not None and imagery.mask.source is not None:
+            inputs["imagery_mask"] = file_digest(imagery.mask.source.path, self._digests)
         parts = {
             "format": CACHE_FORMAT,
             "version": povertymap.__version__,
             "block": self.name,
-            "inputs": {n: file_digest(area.rasters[n].path, self._digests) for n in self._inputs()},
+            "inputs": inputs,
+            "imagery": imagery.describe(),
             "crs": area.crs.to_wkt(),
             "cell_size": area.cell_size,
             "grid": _grid_hash(area),
@@ -231,7 +251,8 @@ class TransferCNNFeatures(_ImageryEmbeddings):
     ``log_dir`` (TensorBoard logs; None: none) and ``random_state``; ``cache_dir`` and
     ``log_dir`` are not pickled (see the module docstring). Needs an ``imagery``
     and a ``nightlights`` raster. Fitted attributes: ``model_`` (the Keras model),
-    ``history_`` (loss per epoch), ``train_seconds_``, ``from_cache_``, ``key_``.
+    ``history_`` (loss per epoch), ``train_seconds_``, ``from_cache_``, ``key_``,
+    ``pixel_units_`` (the ``(scale, offset)`` of the imagery it was trained on).
     """
 
     name: ClassVar[str] = "cnn"
@@ -290,6 +311,8 @@ class TransferCNNFeatures(_ImageryEmbeddings):
 
         key = self._key(area)
         root = self._root(key)
+        imagery = imagery_of(area)
+        self.pixel_units_ = radiometry(imagery)
         cached = cached_model(root)
         if cached is not None:
             model_path, meta = cached
@@ -304,7 +327,6 @@ class TransferCNNFeatures(_ImageryEmbeddings):
         iy = grid["iy"].to_numpy(np.int64)
         with area.rasters["nightlights"].reader(crs=area.crs) as r:
             radiance = cell_means(r, area.cell_size, ix, iy, block_cells=self.block_cells)
-        imagery = area.rasters["imagery"]
         with imagery.reader(crs=area.crs) as r:
             tile_grid = self._tile_grid(r.transform, area)
         result = train_transfer_cnn(
@@ -349,7 +371,7 @@ class TransferCNNFeatures(_ImageryEmbeddings):
         from povertymap.models.deep.tiles import cell_blocks
         from povertymap.models.deep.train import embed_cells
 
-        imagery = area.rasters["imagery"]
+        imagery = imagery_of(area)
         with imagery.reader(crs=area.crs) as r:
             tile_grid = self._tile_grid(r.transform, area)
         emb_model = embedding_model(self.model_)
@@ -365,6 +387,7 @@ class TransferCNNFeatures(_ImageryEmbeddings):
                 block_cells=self.block_cells,
                 cloud_min=self.cloud_min,
                 min_valid=self.min_valid,
+                pixel_units=getattr(self, "pixel_units_", None),
             ),
             start=1,
         ):
@@ -403,7 +426,8 @@ class RandomConvFeatures(_ImageryEmbeddings):
     with less than ``min_valid`` valid pixels get no vector; ``tile_margin_m``,
     ``cloud_min`` and ``block_cells`` as for the CNN. ``cache_dir``: cached cell features
     (None: a temporary folder; not pickled); ``log_dir`` is unused (nothing is trained).
-    Needs only an ``imagery`` raster and no tensorflow. Fitted: ``filters_``, ``stats_``, ``key_``.
+    Needs only an ``imagery`` raster and no tensorflow. Fitted: ``filters_``, ``stats_``,
+    ``key_``, ``pixel_units_`` (the ``(scale, offset)`` of the imagery it was fitted on).
     """
 
     name: ClassVar[str] = "rcf"
@@ -417,7 +441,7 @@ class RandomConvFeatures(_ImageryEmbeddings):
     sample_tiles: int = 256
     min_valid: float = 0.5
     tile_margin_m: float = 0.0
-    cloud_min: float | None = 150.0
+    cloud_min: float | None = CLOUD_MIN
     block_cells: int = 32
 
     @property
@@ -432,7 +456,9 @@ class RandomConvFeatures(_ImageryEmbeddings):
         grid = area.grid
         ix = grid["ix"].to_numpy(np.int64)
         iy = grid["iy"].to_numpy(np.int64)
-        with area.rasters["imagery"].reader(crs=area.crs) as r:
+        imagery = imagery_of(area)
+        self.pixel_units_ = radiometry(imagery)
+        with imagery.reader(crs=area.crs) as r:
             tile_grid = self._tile_grid(r.transform, area)
             sample = sample_tiles(
                 r,
@@ -480,7 +506,9 @@ class RandomConvFeatures(_ImageryEmbeddings):
         from povertymap.models.deep.tiles import cell_blocks
 
         total = len(cell_blocks(ix, iy, self.block_cells))
-        with area.rasters["imagery"].reader(crs=area.crs) as r:
+        imagery = imagery_of(area)
+        units = getattr(self, "pixel_units_", None)
+        with imagery.reader(crs=area.crs) as r:
             tile_grid = self._tile_grid(r.transform, area)
             blocks = iter_tile_blocks(
                 r, tile_grid, ix, iy, block_cells=self.block_cells, cloud_min=self.cloud_min
@@ -489,7 +517,8 @@ class RandomConvFeatures(_ImageryEmbeddings):
                 emb = np.full((len(idx), self._dim), np.nan, np.float32)
                 keep = np.flatnonzero(batch.valid_fraction >= self.min_valid)
                 if len(keep):
-                    emb[keep] = self.embed_tiles(batch.pixels[keep], batch.valid[keep])
+                    kept = rescale_pixels(batch.subset(keep), radiometry(imagery), units)
+                    emb[keep] = self.embed_tiles(kept.pixels, kept.valid)
                 store.put(ix[idx], iy[idx], emb)
                 if progress is not None:
                     progress("rcf embeddings", done, total)

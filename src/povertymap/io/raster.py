@@ -5,16 +5,24 @@ A :class:`RasterSource` holds the metadata of a raster checked once when it is o
 by window through a :class:`WindowReader`, in the raster's own grid or warped to another
 CRS with a WarpedVRT. Any GDAL failure while reading (a truncated or corrupt file) becomes a
 :class:`~povertymap.errors.RasterError` that names the file.
+
+Imagery is a :class:`ImagerySource` (:func:`open_imagery`): the same raster plus its
+radiometry (reflectance ``= DN * scale + offset``, defaults by data type, see
+:func:`default_scale`), an optional class mask (a band of the imagery or a separate raster
+such as a Sentinel-2 SCL layer, read nearest-neighbour onto the imagery's pixel grid) and an
+optional valid reflectance range. Its readers return raw DN (so models that standardise
+their input see the same numbers whatever the scale) with every masked pixel masked.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import rasterio
@@ -25,9 +33,24 @@ from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window, from_bounds
 
-from povertymap.errors import InputNotFoundError, RasterError
+from povertymap.errors import ConfigError, InputNotFoundError, RasterError
 
-__all__ = ["SENTINELS", "RasterSource", "RasterWindow", "WindowReader", "open_raster"]
+if TYPE_CHECKING:
+    from povertymap.config import RasterConfig
+
+__all__ = [
+    "SENTINELS",
+    "ImageryReader",
+    "ImagerySource",
+    "PixelMask",
+    "RasterSource",
+    "RasterWindow",
+    "WindowReader",
+    "default_scale",
+    "open_imagery",
+    "open_raster",
+    "radiometry",
+]
 
 #: Values that data producers use for "no data" without always declaring it
 #: (ESRI/ArcGIS -9999, WorldPop -99999, GDAL/float32 lowest value -3.4e38).
@@ -89,9 +112,17 @@ class RasterSource:
         self, crs: CRS | None = None, resampling: Resampling = Resampling.nearest
     ) -> Iterator[WindowReader]:
         """Open the file once for many window reads, in its own CRS or warped to ``crs``."""
+        with self._dataset(crs, resampling) as (ds, target):
+            yield WindowReader(self, ds, target)
+
+    @contextmanager
+    def _dataset(
+        self, crs: CRS | None, resampling: Resampling
+    ) -> Iterator[tuple[rasterio.io.DatasetReaderBase, CRS]]:
+        """The open file (or a WarpedVRT of it in ``crs``) and the CRS it is read in."""
         with _gdal_errors(self.path), rasterio.open(self.path) as ds:
             if crs is None or CRS.from_user_input(crs) == self.crs:
-                yield WindowReader(self, ds, self.crs)
+                yield ds, self.crs
             else:
                 target = CRS.from_user_input(crs)
                 with WarpedVRT(
@@ -101,7 +132,38 @@ class RasterSource:
                     src_nodata=self.nodata,
                     nodata=self.nodata,
                 ) as vrt:
-                    yield WindowReader(self, vrt, target)
+                    yield vrt, target
+
+    @contextmanager
+    def aligned(
+        self, like: WindowReader, resampling: Resampling = Resampling.nearest
+    ) -> Iterator[WindowReader]:
+        """A reader of this raster on the pixel grid of ``like`` (same CRS, transform, shape).
+
+        Reads the file directly when its grid already is that grid, else through a
+        WarpedVRT; window ``w`` of the result covers the pixels of window ``w`` of ``like``.
+        """
+        with _gdal_errors(self.path), rasterio.open(self.path) as ds:
+            same = (
+                like.crs == self.crs
+                and ds.transform.almost_equals(like.transform)
+                and (ds.height, ds.width) == like.shape
+            )
+            if same:
+                yield WindowReader(self, ds, like.crs)
+                return
+            rows, cols = like.shape
+            with WarpedVRT(
+                ds,
+                crs=like.crs.to_wkt(),
+                transform=like.transform,
+                width=cols,
+                height=rows,
+                resampling=resampling,
+                src_nodata=self.nodata,
+                nodata=self.nodata,
+            ) as vrt:
+                yield WindowReader(self, vrt, like.crs)
 
 
 class WindowReader:
@@ -138,7 +200,10 @@ class WindowReader:
 
     def read_pixels(self, window: Window, bands: list[int] | None = None) -> RasterWindow:
         """Pixels of ``window`` (in this dataset's pixel grid); parts outside are masked."""
-        idx = bands or list(range(1, self.source.count + 1))
+        return self._read_file_bands(window, bands or list(range(1, self.source.count + 1)))
+
+    def _read_file_bands(self, window: Window, idx: list[int]) -> RasterWindow:
+        """Pixels of ``window`` of the file's bands ``idx`` (1-based)."""
         col0, row0 = int(window.col_off), int(window.row_off)
         width, height = int(window.width), int(window.height)
         out = np.zeros((len(idx), height, width), dtype=self.source.dtype)
@@ -167,6 +232,208 @@ class WindowReader:
         if part.dtype.kind == "f":
             mask |= ~np.isfinite(part)
         return mask
+
+
+def default_scale(dtype: str) -> float:
+    """Reflectance per DN when the config gives no ``scale``, by the raster's data type.
+
+    uint8: 1/255 (DN / 255, a 0-1 brightness: 8-bit exports are rarely calibrated);
+    uint16 and int16: 1e-4 (Sentinel-2 L2A and most surface-reflectance products; add the
+    offset yourself, -0.1 for Sentinel-2 from processing baseline 04.00 on); float and any
+    other type: 1 (values are taken as reflectance).
+    """
+    kind = np.dtype(dtype)
+    if kind == np.uint8:
+        return 1.0 / 255.0
+    if kind in (np.dtype(np.uint16), np.dtype(np.int16)):
+        return 1e-4
+    return 1.0
+
+
+@dataclass(frozen=True)
+class PixelMask:
+    """Pixels whose mask value is one of ``classes`` are invalid.
+
+    ``source`` is a separate mask raster (read on the imagery's pixel grid) and ``band``
+    its band; with ``source`` None, ``band`` is a band of the imagery file itself.
+    """
+
+    classes: tuple[int, ...]
+    band: int = 1
+    source: RasterSource | None = None
+
+
+@dataclass(frozen=True)
+class ImagerySource(RasterSource):
+    """An imagery raster with its radiometry, class mask and valid reflectance range.
+
+    ``count`` and ``band_names`` are those of the data bands (a mask band of the file is
+    not one); ``file_bands`` maps them to the file's 1-based bands. Readers yield raw DN;
+    :meth:`reflectance` converts them.
+    """
+
+    scale: float = 1.0
+    offset: float = 0.0
+    mask: PixelMask | None = None
+    valid_range: tuple[float, float] | None = None
+    file_bands: tuple[int, ...] = ()
+    extent_band: bool = False
+    """Readers append a last band that is 1 where the pixel lies inside the raster (or the
+    warped grid) and 0 beyond its edge, never masked: what tells "no imagery here" apart
+    from "imagery masked here" (see :func:`~povertymap.features.imagery`)."""
+
+    def reflectance(self, values: np.ndarray) -> np.ndarray:
+        """``values * scale + offset`` in float64."""
+        return np.asarray(values, dtype=np.float64) * self.scale + self.offset
+
+    def describe(self) -> dict[str, Any]:
+        """What, besides the file, decides the pixels read (for cache keys)."""
+        mask = None
+        if self.mask is not None:
+            mask = {
+                "classes": list(self.mask.classes),
+                "band": self.mask.band,
+                "path": None if self.mask.source is None else str(self.mask.source.path),
+            }
+        return {
+            "scale": self.scale,
+            "offset": self.offset,
+            "bands": list(self.file_bands),
+            "mask": mask,
+            "valid_range": None if self.valid_range is None else list(self.valid_range),
+        }
+
+    @contextmanager
+    def reader(
+        self, crs: CRS | None = None, resampling: Resampling = Resampling.nearest
+    ) -> Iterator[WindowReader]:
+        """Like :meth:`RasterSource.reader`; mask, range and nodata mask the pixels read."""
+        with self._dataset(crs, resampling) as (ds, target):
+            reader = ImageryReader(self, ds, target)
+            if self.mask is None or self.mask.source is None:
+                yield reader
+                return
+            with self.mask.source.aligned(reader) as mask_reader:
+                reader.mask_reader = mask_reader
+                yield reader
+
+
+class ImageryReader(WindowReader):
+    """Reads the data bands of an :class:`ImagerySource`, masking mask classes and pixels
+    outside the valid reflectance range (in every band) as well as nodata."""
+
+    source: ImagerySource
+
+    def __init__(
+        self, source: ImagerySource, dataset: rasterio.io.DatasetReaderBase, crs: CRS
+    ) -> None:
+        super().__init__(source, dataset, crs)
+        self.mask_reader: WindowReader | None = None
+
+    def read_pixels(self, window: Window, bands: list[int] | None = None) -> RasterWindow:
+        """Raw DN of the data bands ``bands`` (1-based among the data bands; all if None)."""
+        src = self.source
+        chosen = [src.file_bands[b - 1] for b in bands] if bands else list(src.file_bands)
+        own_mask = src.mask is not None and src.mask.source is None
+        idx = chosen + ([src.mask.band] if own_mask and src.mask is not None else [])
+        win = self._read_file_bands(window, idx)
+        values = np.ma.getdata(win.data)[: len(chosen)]
+        mask = np.ma.getmaskarray(win.data)[: len(chosen)].copy()
+        bad = np.zeros(values.shape[1:], dtype=bool)
+        if src.mask is not None:
+            if own_mask:
+                classes = np.ma.getdata(win.data)[-1]
+            else:
+                assert self.mask_reader is not None  # set by ImagerySource.reader
+                band = [src.mask.band]
+                classes = np.ma.getdata(self.mask_reader.read_pixels(window, band).data)[0]
+            bad |= np.isin(classes, np.asarray(src.mask.classes))
+        if src.valid_range is not None:
+            lo, hi = src.valid_range
+            refl = src.reflectance(values)
+            bad |= np.any((refl < lo) | (refl > hi), axis=0)
+        mask |= bad[None]
+        if src.extent_band:
+            inside = np.zeros((1, *values.shape[1:]), dtype=values.dtype)
+            col0, row0 = int(window.col_off), int(window.row_off)
+            r0, c0 = max(row0, 0) - row0, max(col0, 0) - col0
+            r1 = min(row0 + int(window.height), self._ds.height) - row0
+            c1 = min(col0 + int(window.width), self._ds.width) - col0
+            if r1 > r0 and c1 > c0:
+                inside[0, r0:r1, c0:c1] = 1
+            values = np.concatenate([values, inside])
+            mask = np.concatenate([mask, np.zeros(inside.shape, dtype=bool)])
+        return RasterWindow(np.ma.MaskedArray(values, mask=mask), win.transform, win.crs)
+
+
+def radiometry(source: RasterSource) -> tuple[float, float]:
+    """``(scale, offset)`` of ``source``: its own for imagery, else the data type default."""
+    if isinstance(source, ImagerySource):
+        return source.scale, source.offset
+    return default_scale(source.dtype), 0.0
+
+
+def open_imagery(source: RasterSource, cfg: RasterConfig | None = None) -> ImagerySource:
+    """The imagery ``source`` with the radiometry, mask and valid range of its config.
+
+    Without ``scale``/``offset`` the data type decides (:func:`default_scale`). A mask
+    raster is opened (and checked) here; a mask band of the imagery must exist and leave at
+    least one data band.
+    """
+    if isinstance(source, ImagerySource):
+        return source
+    scale = cfg.scale if cfg is not None and cfg.scale is not None else None
+    offset = cfg.offset if cfg is not None and cfg.offset is not None else 0.0
+    if scale is None:
+        scale = default_scale(source.dtype)
+    if not math.isfinite(scale) or scale == 0 or not math.isfinite(offset):
+        raise ConfigError(
+            f"imagery scale {scale!r} / offset {offset!r} must be finite and scale non-zero",
+            path=source.path,
+            where="key rasters.imagery.scale",
+            fix="set scale to the reflectance per DN (e.g. 1.0e-4 for Sentinel-2 L2A)",
+        )
+    file_bands = tuple(range(1, source.count + 1))
+    mask = None
+    if cfg is not None and cfg.mask is not None:
+        m = cfg.mask
+        classes = tuple(int(c) for c in m.classes)
+        if m.path is None:
+            band = int(m.band or 0)
+            if not 1 <= band <= source.count or source.count < 2:
+                raise ConfigError(
+                    f"mask band {band} is not one of the imagery's {source.count} bands "
+                    "(or would leave no data band)",
+                    path=source.path,
+                    where="key rasters.imagery.mask.band",
+                    fix="give the 1-based band holding the mask classes, or a mask path",
+                )
+            file_bands = tuple(b for b in file_bands if b != band)
+            mask = PixelMask(classes, band, None)
+        else:
+            mask_source = open_raster(m.path)
+            band = int(m.band or 1)
+            if not 1 <= band <= mask_source.count:
+                raise ConfigError(
+                    f"mask band {band} is not one of the mask raster's {mask_source.count} bands",
+                    path=m.path,
+                    where="key rasters.imagery.mask.band",
+                    fix="give the 1-based band of the mask raster holding the classes",
+                )
+            mask = PixelMask(classes, band, mask_source)
+    fields = {f.name: getattr(source, f.name) for f in dataclasses.fields(RasterSource)}
+    fields.update(
+        count=len(file_bands),
+        band_names=tuple(source.band_names[b - 1] for b in file_bands),
+    )
+    return ImagerySource(
+        **fields,
+        scale=float(scale),
+        offset=float(offset),
+        mask=mask,
+        valid_range=None if cfg is None or cfg.valid_range is None else cfg.valid_range,
+        file_bands=file_bands,
+    )
 
 
 def open_raster(

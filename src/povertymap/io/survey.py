@@ -5,6 +5,8 @@ Columns named in the config are renamed to canonical names (``cluster_id``, ``lo
 ``cluster_id``, ``welfare``, ``weight``, ``hh_size`` for households); every other column is
 kept (it may be a grouping for cross-validation, such as a region or a published fold).
 Values are checked with pandera schemas; each failure is reported with its file row.
+A DHS survey (GPS shapefile and Stata household recode) is read into the same tables by
+:mod:`povertymap.io.dhs`.
 """
 
 from __future__ import annotations
@@ -115,9 +117,12 @@ def read_tabular(path: str | Path) -> pd.DataFrame:
 
 
 def row_label(path: Path, index: object) -> str:
-    """How a user finds a row: the line number for CSV (header is line 1), else the index."""
+    """How a user finds a row: the line number for CSV (header is line 1), the observation
+    number for Stata (numbered from 1, as Stata's browser shows it), else the index."""
     if path.suffix.lower() == ".csv" and isinstance(index, int | np.integer):
         return f"line {int(index) + 2}"
+    if path.suffix.lower() == ".dta" and isinstance(index, int | np.integer):
+        return f"observation {int(index) + 1}"
     return f"row {index}"
 
 
@@ -139,7 +144,7 @@ def read_clusters(cfg: ClustersConfig) -> pd.DataFrame:
             df[col] = _numeric(df[col], col, cfg.path, _source_name(mapping, col))
     if "urban" in df:
         df["urban"] = _urban(df["urban"], cfg.path, cfg.urban or "urban")
-    _hint_swapped(df, cfg)
+    _hint_swapped(df, cfg.path, lat=cfg.lat, lon=cfg.lon)
     df = _validate(CLUSTER_SCHEMA, df, cfg.path, mapping)
     df = _infer_numbers(df, set(mapping.values()))
     df.attrs["target_name"] = cfg.target
@@ -273,18 +278,20 @@ def _urban(col: pd.Series, path: Path, source: str) -> pd.Series:
     return norm.map(_URBAN).astype(bool)
 
 
-def _hint_swapped(df: pd.DataFrame, cfg: ClustersConfig) -> None:
-    """Refuse latitudes beyond +-90 with a hint when the two columns look swapped."""
+def _hint_swapped(df: pd.DataFrame, path: Path, *, lat: str, lon: str) -> None:
+    """Refuse latitudes beyond +-90 with a hint when the two columns look swapped.
+
+    ``lat`` and ``lon`` are the file's names of the two columns."""
     out = df["lat"].abs() > 90
     if out.any():
         first = df.index[out][0]
         swapped = bool((df["lon"].abs() <= 90).all())
         raise SurveyError(
             f"latitude {df.loc[first, 'lat']:g} is outside [-90, 90]",
-            path=cfg.path,
-            where=f"{row_label(cfg.path, first)}, column {cfg.lat!r}",
+            path=path,
+            where=f"{row_label(path, first)}, column {lat!r}",
             fix=(
-                f"the columns look swapped: set lat: {cfg.lon} and lon: {cfg.lat} in the config"
+                f"the columns look swapped: set lat: {lon} and lon: {lat} in the config"
                 if swapped
                 else "latitudes must be WGS84 degrees"
             ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -11,8 +12,8 @@ import pandas as pd
 from scipy import stats
 from sklearn.base import BaseEstimator, clone
 
-from povertymap.config import ModelConfig
-from povertymap.errors import ConfigError, ModelError
+from povertymap.config import CVConfig, ModelConfig
+from povertymap.errors import ConfigError, InputWarning, ModelError
 from povertymap.features.nightlights import DARK_THRESHOLD
 from povertymap.models.classical import make_model, reference_models
 from povertymap.models.cv import Fold, distance_match, make_folds, match_block_size, out_of_fold
@@ -153,13 +154,16 @@ def cross_validate(
     xy = np.column_stack([area.clusters.geometry.x, area.clusters.geometry.y])
     scheme = scheme or cv_cfg.scheme
     matching: dict[str, Any] = {}
+    notes: list[str] = []
+    if scheme == "spatial":
+        cv_cfg = _fitting_blocks(cv_cfg, xy, prediction, notes)
     if scheme == "spatial" and cv_cfg.block_size_m == "auto":
         if prediction is None:
             raise ConfigError(
-                "cv.block_size_m: auto matches distances to the map's cells, and this job "
-                "makes no map",
+                "cv.block_size_m: auto matches distances to the map's cells, and this study "
+                "area has no boundaries to make cells of",
                 where="key cv.block_size_m",
-                fix="give a block size in metres (e.g. 50000) for evaluate",
+                fix="give a block size in metres (--block-size 50000), or use --cv group",
             )
         size, tried = match_block_size(cv_cfg, xy, *prediction)
         cv_cfg = cv_cfg.model_copy(update={"block_size_m": size, "buffer_m": 0.0})
@@ -198,6 +202,7 @@ def cross_validate(
             else {}
         ),
         **({"distance_match": matching} if matching else {}),
+        **({"notes": notes} if notes else {}),
         "models": {
             name: {
                 **regression_metrics(y, oof[name if name != "model" else "pred"].to_numpy()),
@@ -221,6 +226,49 @@ def cross_validate(
         )
         metrics["random_cv"] = regression_metrics(y, pred)
     return CrossValidation(scheme, folds, oof, metrics, named)
+
+
+def _fitting_blocks(
+    cv_cfg: CVConfig,
+    xy: np.ndarray,
+    prediction: tuple[np.ndarray, np.ndarray] | None,
+    notes: list[str],
+) -> CVConfig:
+    """``cv_cfg`` with a fixed block size that gives every fold a block.
+
+    A study area smaller than ``folds`` blocks of the configured size (an 80 x 60 km country
+    with the national-survey default of 50 km) does not fail: with the map's cells the
+    block size is matched to them (``auto``), without them the folds are reduced to the
+    blocks there are; each change is a warning and a note in the metrics.
+    """
+    size = cv_cfg.block_size_m
+    if size == "auto":
+        return cv_cfg
+    n_blocks = len(np.unique(np.floor(xy / float(size)), axis=0))
+    if n_blocks >= cv_cfg.folds:
+        return cv_cfg
+    if prediction is not None:
+        note = (
+            f"the clusters fall in {n_blocks} blocks of {float(size) / 1000:g} km, fewer "
+            f"than the {cv_cfg.folds} folds: the block size is matched to the map instead "
+            "(block_size_m: auto)"
+        )
+        update: dict[str, Any] = {"block_size_m": "auto"}
+    elif n_blocks >= 2:
+        note = (
+            f"the clusters fall in {n_blocks} blocks of {float(size) / 1000:g} km, fewer "
+            f"than the {cv_cfg.folds} folds: {n_blocks} folds are used"
+        )
+        update = {"folds": n_blocks}
+    else:
+        raise ModelError(
+            f"the clusters fall in one block of {float(size) / 1000:g} km",
+            where="key cv.block_size_m",
+            fix="give a smaller block size (e.g. --block-size 10000) or use --cv random",
+        )
+    warnings.warn(note, InputWarning, stacklevel=3)
+    notes.append(note)
+    return cv_cfg.model_copy(update=update)
 
 
 def fit_model(model_cfg: ModelConfig, X: pd.DataFrame, y: np.ndarray) -> BaseEstimator:

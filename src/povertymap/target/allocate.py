@@ -43,8 +43,8 @@ from povertymap.target.predictive import expected_headcount, logit_scales, proba
 
 __all__ = ["RankBy", "aggregate_units", "allocate", "rank_units"]
 
-RankBy = Literal["headcount", "expected_poor", "probability"]
-_RANK_BY = ("headcount", "expected_poor", "probability")
+RankBy = Literal["headcount", "expected_poor", "probability", "estimate"]
+_RANK_BY = ("headcount", "expected_poor", "probability", "estimate")
 
 
 def _uncertainty_columns(units: pd.DataFrame) -> str | None:
@@ -85,7 +85,16 @@ def _check_units(units: pd.DataFrame) -> None:
             f"unit ids are not unique (e.g. {dup})",
             fix="index the units by a unique cell or admin id",
         )
-    require_columns(units, ["population", "poverty_rate"], "units")
+    require_columns(units, ["population"], "units")
+    if "poverty_rate" not in units and "estimate" not in units:
+        require_columns(units, ["poverty_rate"], "units")
+
+
+def _rate(units: pd.DataFrame, what: str) -> np.ndarray:
+    """The units' headcount; NaN where only the estimate is known (ranked by it)."""
+    if "poverty_rate" not in units:
+        return np.full(len(units), np.nan)
+    return finite_column(units, "poverty_rate", what, lower=0, upper=1)
 
 
 _POVERTY_COLUMNS = ("poverty_rate", "poverty_lower", "poverty_upper", "poverty_sd")
@@ -121,6 +130,8 @@ def rank_units(
 
     ``rank_by="probability"`` always uses the predictive distribution; its ``threshold``
     defaults to the population-weighted mean headcount (areas poorer than the country).
+    ``rank_by="estimate"`` ranks by the ``estimate`` column alone, lowest (poorest) first,
+    for maps without a poverty line (an asset index): headcounts are then NaN.
     Ties are broken by unit id; for ``probability``, by expected headcount first.
     A ``expected_headcount`` column in ``units`` (written by :func:`aggregate_units`) is
     used as the expectation instead of deriving it from the unit's own interval.
@@ -130,7 +141,9 @@ def rank_units(
     if rank_by not in _RANK_BY:
         raise InputError(f"unknown rank_by {rank_by!r}", fix=f"use one of {', '.join(_RANK_BY)}")
     pop = finite_column(units, "population", "units", lower=0)
-    rate = finite_column(units, "poverty_rate", "units", lower=0, upper=1)
+    if rank_by != "estimate" or "poverty_rate" in units:
+        require_columns(units, ["poverty_rate"], "units")
+    rate = _rate(units, "units")
     cols: dict[str, np.ndarray] = {}
     headcount = rate
     scales = None
@@ -158,6 +171,9 @@ def rank_units(
         secondary = headcount
     elif rank_by == "expected_poor":
         score = cols["expected_poor"]
+    elif rank_by == "estimate":
+        require_columns(units, ["estimate"], "units")
+        score = -finite_column(units, "estimate", "units")
     else:
         score = headcount
     cols["score"] = score
@@ -347,7 +363,9 @@ def allocate(
     }
     if "probability" in ranked:
         cols["probability"] = ranked["probability"].to_numpy()
-    cols["poverty_rate"] = finite_column(units, "poverty_rate", "units")
+    cols["poverty_rate"] = _rate(units, "units")
+    if "estimate" in units:
+        cols["estimate"] = units["estimate"].to_numpy(dtype=float)
     cols["headcount"] = ranked["headcount"].to_numpy()
     cols["population"] = pop
     if "households" in units:
@@ -401,10 +419,12 @@ def aggregate_units(
     cells = _fill_empty(cells)
     require_columns(cells, [by], "cells")
     pop = finite_column(cells, "population", "cells", lower=0)
-    rate = finite_column(cells, "poverty_rate", "cells", lower=0, upper=1)
+    rate = _rate(cells, "cells")
     work = pd.DataFrame({by: cells[by].to_numpy(), "population": pop}, index=cells.index)
     work["_w_rate"] = pop * rate
-    kind = _uncertainty_columns(cells)
+    if "estimate" in cells:
+        work["_w_estimate"] = pop * finite_column(cells, "estimate", "cells")
+    kind = _uncertainty_columns(cells) if "poverty_rate" in cells else None
     if kind is not None:
         work["_w_expected"] = pop * expected_headcount(rate, *_scales(cells, rate, level))
     spread = {"interval": ["poverty_lower", "poverty_upper"], "sd": ["poverty_sd"]}.get(
@@ -423,7 +443,11 @@ def aggregate_units(
     if "households" in sums:
         out["households"] = sums["households"]
     denom = sums["population"].where(sums["population"] > 0)
-    out["poverty_rate"] = (sums["_w_rate"] / denom).fillna(0.0)
+    if "poverty_rate" in cells:
+        out["poverty_rate"] = (sums["_w_rate"] / denom).fillna(0.0)
+    if "_w_estimate" in sums:
+        plain = pd.Series(cells["estimate"].to_numpy(float)).groupby(cells[by].to_numpy()).mean()
+        out["estimate"] = (sums["_w_estimate"] / denom).fillna(plain)
     if "_w_expected" in sums:
         out["expected_headcount"] = (sums["_w_expected"] / denom).fillna(0.0)
     for col in spread:
@@ -460,10 +484,10 @@ def _allocate_whole_admin(
         cols[col] = admin_plan[col].reindex(key).to_numpy()
     if "probability" in admin_plan:
         cols["probability"] = admin_plan["probability"].reindex(key).to_numpy()
-    rate = finite_column(cells, "poverty_rate", "cells", lower=0, upper=1)
+    rate = _rate(cells, "cells")
     cols["poverty_rate"] = rate
     headcount = rate
-    if options["uncertainty"] and _uncertainty_columns(cells):
+    if options["uncertainty"] and "poverty_rate" in cells and _uncertainty_columns(cells):
         headcount = expected_headcount(rate, *_scales(cells, rate, options["level"]))
     cols["headcount"] = headcount
     cols["population"] = pop

@@ -59,6 +59,7 @@ def area_units(cells: pd.DataFrame, unit: str, rate: str = "poverty_rate") -> pd
         c
         for c in (
             "population",
+            "estimate",
             "households",
             "urban",
             "admin_id",
@@ -68,7 +69,9 @@ def area_units(cells: pd.DataFrame, unit: str, rate: str = "poverty_rate") -> pd
         )
         if c in cells
     ]
-    units = cells[keep].assign(poverty_rate=cells[rate].to_numpy())
+    units = cells[keep].assign(
+        **({"poverty_rate": cells[rate].to_numpy()} if rate in cells else {})
+    )
     units.index.name = "cell_id"
     if unit == "admin2":
         units = aggregate_units(units, by="admin_id")
@@ -161,7 +164,7 @@ def plan_summary(plan: pd.DataFrame, settings: TargetingSettings) -> dict[str, A
         "units_selected": int((coverage > 0).sum()),
     }
     for column in ("population", "expected_poor", "hh_size"):
-        if column in plan:
+        if column in plan and plan[column].notna().any():
             out[f"{column}_covered"] = float((plan[column] * coverage).sum())
     return out
 

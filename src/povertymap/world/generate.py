@@ -31,6 +31,7 @@ import shapely
 from pyproj import Transformer
 from threadpoolctl import threadpool_limits
 
+from povertymap.errors import ConfigError
 from povertymap.io.writers import (
     RasterWriter,
     atomic_directory,
@@ -51,9 +52,14 @@ from povertymap.world.country import Country, build_country
 from povertymap.world.imagery import (
     BANDS,
     DN_PER_REFLECTANCE,
+    IMAGERY_FORMATS,
+    S2_DN_PER_REFLECTANCE,
+    S2_OFFSET_DN,
+    SCL_MASKED,
     ImageryContext,
     cloud_threshold,
     render_block,
+    render_block_s2,
 )
 from povertymap.world.lights import lights_grid, render_lights, street_light
 from povertymap.world.osm import osm_pois, osm_roads, road_midpoints
@@ -88,6 +94,8 @@ def generate(
     out: Path,
     progress: Progress | None = None,
     overwrite: bool = False,
+    imagery: str = "uint8",
+    imagery_coverage: float = 1.0,
 ) -> Path:
     """Simulate a country and write its inputs and truth into ``out``; return ``study.yaml``.
 
@@ -97,14 +105,22 @@ def generate(
     place, so a failure leaves nothing behind; a non-empty ``out`` is refused
     (:class:`~povertymap.errors.RunDirError`) unless ``overwrite``.
     ``progress(step, done, total)`` is called during long steps.
+
+    ``imagery`` is how the imagery is written: ``"uint8"`` (the default, ``DN = 320 x
+    reflectance``) or ``"sentinel2"`` (16-bit Sentinel-2 L2A-like ``DN = 10000 x
+    reflectance + 1000`` and a scene classification raster ``scl.tif`` whose cloud and
+    shadow classes the study config masks, with its ``scale``/``offset``/``mask`` set).
+    ``imagery_coverage`` (0-1] is the share of the country's width, from the west, that the
+    imagery covers; pixels beyond are no data (and SCL 0).
     """
     spec = resolve_spec(preset)
+    output = _imagery_output(imagery, imagery_coverage)
     out = Path(out)
     report = progress if progress is not None else _silent
     # one BLAS thread: identical floating-point sums (hence bytes) on any machine, and no
     # oversubscription on small ones
     with threadpool_limits(limits=1), atomic_directory(out, overwrite=overwrite) as tmp:
-        _write_world(spec, int(seed), tmp, report)
+        _write_world(spec, int(seed), tmp, report, output)
     log.info("world %s (seed %d) written to %s", spec.name, seed, out)
     return out / "study.yaml"
 
@@ -113,7 +129,30 @@ def _silent(step: str, done: int, total: int) -> None:
     """The default progress callback."""
 
 
-def _write_world(spec: WorldSpec, seed: int, out: Path, progress: Progress) -> None:
+def _imagery_output(fmt: str, coverage: float) -> tuple[str, float]:
+    """The checked ``(imagery format, coverage)`` of :func:`generate`."""
+    if fmt not in IMAGERY_FORMATS:
+        raise ConfigError(
+            f"unknown imagery format {fmt!r}",
+            where="generate(imagery=...)",
+            fix=f"use one of {', '.join(IMAGERY_FORMATS)}",
+        )
+    if not 0 < coverage <= 1:
+        raise ConfigError(
+            f"imagery_coverage={coverage!r} is outside (0, 1]",
+            where="generate(imagery_coverage=...)",
+            fix="give the share of the country's width the imagery covers",
+        )
+    return fmt, float(coverage)
+
+
+def _write_world(
+    spec: WorldSpec,
+    seed: int,
+    out: Path,
+    progress: Progress,
+    output: tuple[str, float] = ("uint8", 1.0),
+) -> None:
     # every io writer creates its file's folder, so ``truth/`` appears with its first file
     streams = Streams(seed)
     progress("geography", 0, 1)
@@ -121,7 +160,7 @@ def _write_world(spec: WorldSpec, seed: int, out: Path, progress: Progress) -> N
     progress("geography", 1, 1)
     line, ea_population = _poverty_line(country, progress)
     survey = _draw_survey(country, ea_population)
-    totals, frames = _households_and_rasters(country, line, survey, out, progress)
+    totals, frames = _households_and_rasters(country, line, survey, out, progress, output)
     radiance = _nightlights(country, totals, out, progress)
     progress("tables", 0, 1)
     tables = survey_tables(
@@ -151,8 +190,18 @@ def _write_world(spec: WorldSpec, seed: int, out: Path, progress: Progress) -> N
     registry = frames["registry"].sort_values("household_id", ignore_index=True)
     write_table(registry, out / "registry.parquet")
     info = _world_info(country, seed, line, totals, cells, tables, len(registry), n_pois)
+    config = study_config(spec, line)
+    if spec.imagery_res_m is not None and output != ("uint8", 1.0):
+        info["imagery"].update(format=output[0], coverage=output[1])
+        if output[0] == "sentinel2":
+            info["imagery"].update(dn_per_reflectance=S2_DN_PER_REFLECTANCE, offset_dn=S2_OFFSET_DN)
+            config["rasters"]["imagery"].update(
+                scale=1.0 / S2_DN_PER_REFLECTANCE,
+                offset=-S2_OFFSET_DN / S2_DN_PER_REFLECTANCE,
+                mask={"path": "scl.tif", "classes": list(SCL_MASKED)},
+            )
     write_json(info, out / "truth" / "world.json")
-    write_yaml(study_config(spec, line), out / "study.yaml")
+    write_yaml(config, out / "study.yaml")
     progress("tables", 1, 1)
 
 
@@ -194,7 +243,12 @@ def _draw_survey(country: Country, ea_population: np.ndarray) -> Survey:
 
 
 def _households_and_rasters(
-    country: Country, line: float, survey: Survey, out: Path, progress: Progress
+    country: Country,
+    line: float,
+    survey: Survey,
+    out: Path,
+    progress: Progress,
+    output: tuple[str, float] = ("uint8", 1.0),
 ) -> tuple[Totals, dict[str, pd.DataFrame]]:
     """Pass 2: households window by window, the population raster and the imagery."""
     spec, frame = country.spec, country.frame
@@ -216,20 +270,38 @@ def _households_and_rasters(
                 tags={"source": "povertymap.world", "description": "people per pixel"},
             )
         )  # fmt: skip
+        s2 = output[0] == "sentinel2"
         if imagery is not None:
             ipc = spec.imagery_pixels_per_cell
+            tags = {
+                "source": "povertymap.world",
+                "reflectance_scale": f"{1 / DN_PER_REFLECTANCE:.6f}",
+                "season": spec.season,
+            }
+            if s2:
+                tags.update(
+                    reflectance_scale=f"{1 / S2_DN_PER_REFLECTANCE:g}",
+                    BOA_ADD_OFFSET=str(-S2_OFFSET_DN),
+                )
             img_out = stack.enter_context(
                 RasterWriter(
                     out / "imagery.tif", width=nx * ipc, height=ny * ipc, count=4,
-                    dtype="uint8", crs=frame.crs, transform=frame.transform(imagery.res),
-                    nodata=0, band_names=list(BANDS), level=1,
-                    tags={
-                        "source": "povertymap.world",
-                        "reflectance_scale": f"{1 / DN_PER_REFLECTANCE:.6f}",
-                        "season": spec.season,
-                    },
+                    dtype="uint16" if s2 else "uint8", crs=frame.crs,
+                    transform=frame.transform(imagery.res), nodata=0, band_names=list(BANDS),
+                    level=1, tags=tags,
                 )
             )  # fmt: skip
+            if s2:
+                scl_out = stack.enter_context(
+                    RasterWriter(
+                        out / "scl.tif", width=nx * ipc, height=ny * ipc, count=1,
+                        dtype="uint8", crs=frame.crs, transform=frame.transform(imagery.res),
+                        band_names=["scl"], resampling="nearest", level=1,
+                        tags={"source": "povertymap.world",
+                              "description": "Sentinel-2 L2A-like scene classification"},
+                    )
+                )  # fmt: skip
+            covered_cols = round(output[1] * nx * ipc)
             cloud_out = stack.enter_context(
                 RasterWriter(
                     out / "truth" / "cloud_mask.tif", width=nx * ipc, height=ny * ipc,
@@ -251,7 +323,19 @@ def _households_and_rasters(
             pop_out.write(bh.population, (b.r0 * ppc, b.c0 * ppc))
             if imagery is not None:
                 rng = country.streams.get("imagery", b.index)
-                dn, cloud = render_block(imagery, b, bh.x, bh.y, bh.dwellings, rng)
+                covered = None
+                if covered_cols < nx * ipc:
+                    cols = b.c0 * ipc + np.arange((b.c1 - b.c0) * ipc)
+                    covered = np.broadcast_to(cols < covered_cols, ((b.r1 - b.r0) * ipc, cols.size))
+                if s2:
+                    dn, scl, cloud = render_block_s2(
+                        imagery, b, bh.x, bh.y, bh.dwellings, rng, covered
+                    )
+                    scl_out.write(scl, (b.r0 * ipc, b.c0 * ipc))
+                else:
+                    dn, cloud = render_block(imagery, b, bh.x, bh.y, bh.dwellings, rng)
+                    if covered is not None:
+                        dn[:, ~covered] = 0
                 img_out.write(dn, (b.r0 * ipc, b.c0 * ipc))
                 cloud_out.write(cloud, (b.r0 * ipc, b.c0 * ipc))
                 nr, nc = b.shape

@@ -2,7 +2,9 @@
 
 Each pixel is a linear mixture of surface reflectances (the way a real sensor integrates a
 pixel), then seen through clouds, haze, the sensor's blur and noise, and quantised to 8-bit
-digital numbers (``DN = 320 * reflectance``; 255 saturates)::
+digital numbers (``DN = 320 * reflectance``; 255 saturates) or, in the ``sentinel2``
+format, to 16-bit Sentinel-2 L2A-like numbers (``DN = 10000 * reflectance + 1000``) with a
+scene classification (SCL) raster marking clouds and their shadows::
 
     rho = f_road rho_road + sum_k f_k rho_k + (1 - f_road - sum_k f_k) rho_ground
 
@@ -33,10 +35,41 @@ from povertymap.world.households import Dwellings
 from povertymap.world.randomness import hash_uniform, value_noise, value_noise_grid
 from povertymap.world.roads import ROAD_CLASSES
 
-__all__ = ["BANDS", "DN_PER_REFLECTANCE", "ImageryContext", "cloud_threshold", "render_block"]
+__all__ = [
+    "BANDS",
+    "DN_PER_REFLECTANCE",
+    "IMAGERY_FORMATS",
+    "S2_DN_PER_REFLECTANCE",
+    "S2_OFFSET_DN",
+    "SCL",
+    "SCL_MASKED",
+    "ImageryContext",
+    "cloud_threshold",
+    "render_block",
+    "render_block_s2",
+]
 
 BANDS = ("red", "green", "blue", "nir")
 DN_PER_REFLECTANCE = 320.0
+#: How the imagery is written: ``uint8`` (``DN = 320 * reflectance``, the default) or
+#: ``sentinel2`` (16-bit L2A-like reflectance with an SCL scene classification raster).
+IMAGERY_FORMATS = ("uint8", "sentinel2")
+#: Sentinel-2 L2A quantification: ``DN = 10000 * reflectance + 1000`` (processing baseline
+#: 04.00 on, i.e. ``scale: 1.0e-4, offset: -0.1`` in the study config).
+S2_DN_PER_REFLECTANCE = 10_000.0
+S2_OFFSET_DN = 1000
+#: Sentinel-2 scene classification (SCL) values written by the ``sentinel2`` format.
+SCL = {
+    "no_data": 0,
+    "cloud_shadow": 3,
+    "vegetation": 4,
+    "not_vegetated": 5,
+    "water": 6,
+    "cloud_medium": 8,
+    "cloud_high": 9,
+}
+#: The SCL classes a study masks: cloud shadow, cloud (medium, high), thin cirrus.
+SCL_MASKED = (3, 8, 9, 10)
 
 #: Surface reflectance (red, green, blue, nir) of every material.
 RHO: dict[str, tuple[float, float, float, float]] = {
@@ -189,6 +222,69 @@ def render_block(
 
     ``hx, hy`` and ``dwell`` describe the households located in the window.
     """
+    scene = _render_scene(ctx, block, hx, hy, dwell)
+    rho = scene.rho
+    # sensor noise: uniform on -2..2 DN (sd 1.4 DN, about 0.004 reflectance)
+    rho *= np.float32(DN_PER_REFLECTANCE)
+    rho += rng.integers(-2, 3, size=rho.shape, dtype=np.int8)
+    dn = np.clip(np.rint(rho), 1, 255).astype(np.uint8)
+    return dn, (scene.alpha >= 0.5).astype(np.uint8)
+
+
+def render_block_s2(
+    ctx: ImageryContext,
+    block: Block,
+    hx: np.ndarray,
+    hy: np.ndarray,
+    dwell: Dwellings,
+    rng: np.random.Generator,
+    covered: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Render one window as Sentinel-2 L2A: ``(uint16 DN (4, h, w), uint8 SCL (h, w),
+    uint8 cloud mask (h, w))``.
+
+    ``DN = 10000 * reflectance + 1000`` (the offset of processing baseline 04.00 on;
+    reflectance = DN * 1e-4 - 0.1), with Gaussian sensor noise of 0.004 reflectance; 0 is
+    no data. The SCL layer classifies every pixel (:data:`SCL`): cloud of high (9) or
+    medium (8) probability by cloud opacity, cloud shadow (3), water (6), vegetation (4)
+    or not vegetated (5). ``covered`` ``(h, w)`` bool: pixels outside it are no data (DN
+    0, SCL 0), for imagery that covers only part of the country.
+    """
+    scene = _render_scene(ctx, block, hx, hy, dwell)
+    rho = scene.rho + rng.normal(0.0, 0.004, size=scene.rho.shape).astype(np.float32)
+    dn = np.clip(np.rint(rho * np.float32(S2_DN_PER_REFLECTANCE)) + S2_OFFSET_DN, 1, 65535)
+    red, nir = rho[0], rho[3]
+    ndvi = (nir - red) / np.maximum(nir + red, np.float32(1e-6))
+    scl = np.where(ndvi > 0.4, SCL["vegetation"], SCL["not_vegetated"]).astype(np.uint8)
+    scl[scene.water > 0] = SCL["water"]
+    scl[(scene.shade >= 0.5) & (scene.alpha < 0.2)] = SCL["cloud_shadow"]
+    scl[scene.alpha >= 0.2] = SCL["cloud_medium"]
+    scl[scene.alpha >= 0.5] = SCL["cloud_high"]
+    dn = dn.astype(np.uint16)
+    if covered is not None:
+        dn[:, ~covered] = 0
+        scl[~covered] = SCL["no_data"]
+    return dn, scl, (scene.alpha >= 0.5).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class _Scene:
+    """Reflectance at the sensor (after haze and blur, before noise) and the atmosphere."""
+
+    rho: np.ndarray  #: (4, h, w) float32
+    alpha: np.ndarray  #: cloud opacity (h, w)
+    shade: np.ndarray  #: cloud-shadow strength (h, w)
+    water: np.ndarray  #: 1 lake, 2 river, 0 land (h, w)
+
+
+def _render_scene(
+    ctx: ImageryContext,
+    block: Block,
+    hx: np.ndarray,
+    hy: np.ndarray,
+    dwell: Dwellings,
+) -> _Scene:
+    """The window's reflectance seen through the atmosphere and the sensor's blur."""
     frame, res = ctx.frame, ctx.res
     ipc = round(frame.cell_size / res)
     h, w = (block.r1 - block.r0) * ipc, (block.c1 - block.c0) * ipc
@@ -359,8 +455,10 @@ def render_block(
     if water.any():
         rho = np.where(water == 1, _rho("lake"), np.where(water == 2, _rho("river"), rho))
 
-    # atmosphere: cloud shadows, clouds, haze; then sensor blur, noise and quantisation
+    # atmosphere: cloud shadows, clouds, haze; then sensor blur (noise and quantisation
+    # are the sensor's: see render_block and render_block_s2)
     alpha = np.zeros((h, w), f32)
+    shade = np.zeros((h, w), f32)
     if cloudy:
         thr = ctx.cloud_threshold
         alpha = np.clip((smooth[5] - thr) / 0.04 + 0.5, 0.0, 1.0)
@@ -369,11 +467,7 @@ def render_block(
     rho = rho + _HAZE[:, None, None].astype(f32)
     for b in range(4):
         rho[b] = gaussian_filter(rho[b], 0.5, mode="nearest", truncate=2.0)
-    # sensor noise: uniform on -2..2 DN (sd 1.4 DN, about 0.004 reflectance)
-    rho *= f32(DN_PER_REFLECTANCE)
-    rho += rng.integers(-2, 3, size=rho.shape, dtype=np.int8)
-    dn = np.clip(np.rint(rho), 1, 255).astype(np.uint8)
-    return dn, (alpha >= 0.5).astype(np.uint8)
+    return _Scene(rho=rho, alpha=alpha, shade=shade, water=water)
 
 
 def _cloud_grid(xs: np.ndarray, ys: np.ndarray, key: int) -> np.ndarray:

@@ -73,7 +73,7 @@ TINY_SETTINGS = {
     "batch_size": 32,
     "val_block_cells": 4,
     "stats_tiles": 64,
-    "cloud_min": 240.0,
+    "cloud_min": 0.94,
 }
 
 

@@ -149,7 +149,8 @@ def test_rotated_grid_is_refused() -> None:
 
 
 def test_nodata_in_any_band_and_clouds_are_invalid(tmp_path: Path) -> None:
-    data = ramp() % 200 + 1  # values 1-200, below the cloud threshold
+    # 8-bit values 1-200 (reflectance DN / 255), below the cloud threshold 0.94 (DN 240)
+    data = (ramp() % 200 + 1).astype("uint8")
     data[1, 6, 11] = 0  # nodata in band 2 only
     data[:, 8, 12] = 250  # white in every band: cloud
     data[:2, 9, 13] = 250  # bright in two bands only: not cloud
@@ -159,7 +160,7 @@ def test_nodata_in_any_band_and_clouds_are_invalid(tmp_path: Path) -> None:
     with open_raster(path).reader() as r:
         grid = TileGrid(r.transform, CELL)
         ix, iy = cell_of(10, 5)
-        tiles = read_tiles(r, grid, np.array([ix]), np.array([iy]), cloud_min=240)
+        tiles = read_tiles(r, grid, np.array([ix]), np.array([iy]), cloud_min=0.94)
     expected_valid = np.ones((5, 5), bool)
     expected_valid[1, 1] = False  # (row 6, col 11)
     expected_valid[3, 2] = False  # (row 8, col 12)
@@ -170,7 +171,8 @@ def test_nodata_in_any_band_and_clouds_are_invalid(tmp_path: Path) -> None:
 
 def test_cloud_mask_needs_all_visible_bands() -> None:
     px = np.array([[[200, 200, 200, 10], [200, 199, 200, 255], [10, 10, 10, 255]]])
-    np.testing.assert_array_equal(cloud_mask(px, 200), [[True, False, False]])
+    # cloud_min is a reflectance: 0.782 is between DN 199 and 200 at a scale of 1/255
+    np.testing.assert_array_equal(cloud_mask(px, 0.782, scale=1 / 255), [[True, False, False]])
     assert not cloud_mask(px, None).any()
 
 

@@ -109,7 +109,7 @@ def test_training_lowers_the_loss_and_embeds_every_valid_cell(
         trained.ix,
         trained.iy,
         block_cells=4,
-        cloud_min=240.0,
+        cloud_min=0.94,
     ):
         out[idx] = emb
     assert out.shape == (len(trained.ix), 8)

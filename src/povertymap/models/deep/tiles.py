@@ -27,19 +27,22 @@ import numpy as np
 from affine import Affine
 from rasterio.windows import Window
 
-from povertymap.errors import InputWarning, RasterError
-from povertymap.io.raster import WindowReader
+from povertymap.errors import ConfigError, InputWarning, RasterError
+from povertymap.io.raster import WindowReader, radiometry
 
 __all__ = [
+    "CLOUD_MIN",
     "BandStats",
     "TileBatch",
     "TileGrid",
     "band_stats",
     "cell_blocks",
+    "check_cloud_min",
     "cloud_mask",
     "iter_tile_blocks",
     "normalise_tiles",
     "read_tiles",
+    "rescale_pixels",
     "sample_tiles",
     "warn_if_mostly_invalid",
 ]
@@ -113,17 +116,45 @@ class TileBatch:
         return TileBatch(self.ix[keep], self.iy[keep], self.pixels[keep], self.valid[keep])
 
 
-def cloud_mask(pixels: np.ndarray, cloud_min: float | None, visible: int = 3) -> np.ndarray:
+#: Default cloud threshold, a reflectance: thick clouds are brighter than this in red, green
+#: and blue at once, while the brightest clear surfaces (metal and concrete roofs, sand) stay
+#: below it in at least one of them. For 8-bit imagery read as DN / 255 (the uint8 default)
+#: it flags DN >= 150, the 8-bit threshold of earlier versions.
+CLOUD_MIN = 0.585
+
+
+def check_cloud_min(cloud_min: float | None, where: str) -> None:
+    """Refuse a ``cloud_min`` that cannot be a reflectance (an 8-bit DN such as 150)."""
+    if cloud_min is not None and not -1.0 <= cloud_min <= 2.0:
+        raise ConfigError(
+            f"cloud_min={cloud_min!r} is not a reflectance",
+            where=where,
+            fix="cloud_min is compared with reflectance (DN * scale + offset, see the imagery "
+            f"raster's scale), not DN: use e.g. {CLOUD_MIN} (the default), or None",
+        )
+
+
+def cloud_mask(
+    pixels: np.ndarray,
+    cloud_min: float | None,
+    visible: int = 3,
+    *,
+    scale: float = 1.0,
+    offset: float = 0.0,
+) -> np.ndarray:
     """Cloud pixels: bright *and* white, i.e. every visible band at or above ``cloud_min``.
 
-    ``pixels`` is ``(..., bands)`` with the visible bands first (red, green, blue). Bright
-    roofs and sand are rarely saturated in all three bands at once; thick clouds are. None
-    disables the test (imagery already cloud-masked to nodata).
+    ``pixels`` is ``(..., bands)`` raw DN with the visible bands first (red, green, blue);
+    ``cloud_min`` is a reflectance, compared with ``DN * scale + offset``. Bright roofs and
+    sand are rarely that bright in all three bands at once; thick clouds are. None disables
+    the test (imagery cloud-masked by its mask or nodata).
     """
     if cloud_min is None:
         return np.zeros(pixels.shape[:-1], dtype=bool)
+    check_cloud_min(cloud_min, "cloud_min")
     k = min(visible, pixels.shape[-1])
-    return np.asarray(np.all(pixels[..., :k] >= cloud_min, axis=-1))
+    reflectance = np.asarray(pixels[..., :k], dtype=np.float64) * scale + offset
+    return np.asarray(np.all(reflectance >= cloud_min, axis=-1))
 
 
 def read_tiles(
@@ -159,7 +190,8 @@ def read_tiles(
     window = reader.read_pixels(Window(c_min, r_min, width, height))
     data = np.moveaxis(np.ma.getdata(window.data), 0, -1)  # (rows, cols, bands)
     invalid = np.ma.getmaskarray(window.data).any(axis=0)
-    invalid |= cloud_mask(data, cloud_min)
+    scale, offset = radiometry(reader.source)
+    invalid |= cloud_mask(data, cloud_min, scale=scale, offset=offset)
     # Gather all tiles at once: index arrays (n, rows, cols).
     rr = (row0 - r_min)[:, None, None] + np.arange(rows)[None, :, None]
     cc = (col0 - c_min)[:, None, None] + np.arange(cols)[None, None, :]
@@ -237,23 +269,47 @@ def sample_tiles(
 def warn_if_mostly_invalid(batch: TileBatch, cloud_min: float | None, what: str) -> float:
     """Warn when most sampled pixels are invalid; return the valid share.
 
-    A ``cloud_min`` on the wrong scale (the 8-bit default on 16-bit reflectance) flags
-    every bright pixel as cloud; say so instead of silently dropping the imagery.
+    Says how many sampled tiles have no valid pixel at all (imagery that covers only part
+    of the area) and, with a brightness test, that a ``cloud_min`` or radiometry on the
+    wrong scale flags every bright pixel as cloud, instead of silently dropping imagery.
     """
     share = float(batch.valid.mean()) if len(batch) else 0.0
     if share < 0.5:
-        hint = (
-            f" (cloud_min={cloud_min:g} flags pixels whose red, green and blue are all >= it: "
-            "set it on the imagery's scale, or None)"
-            if cloud_min is not None
-            else ""
-        )
+        empty = float((batch.valid_fraction == 0).mean()) if len(batch) else 1.0
+        hint = f"; {empty:.0%} of the sampled tiles have no valid pixel (no imagery there)"
+        if cloud_min is not None:
+            hint += (
+                f"; cloud_min={cloud_min:g} flags pixels whose red, green and blue "
+                "reflectance are all >= it: check the imagery's scale and offset, or set "
+                "cloud_min to None"
+            )
         warnings.warn(
             f"{what}: only {share:.0%} of the sampled imagery pixels are valid{hint}",
             InputWarning,
             stacklevel=3,
         )
     return share
+
+
+def rescale_pixels(
+    batch: TileBatch, source: tuple[float, float], target: tuple[float, float] | None
+) -> TileBatch:
+    """``batch`` with pixels in the DN units of radiometry ``target`` (``(scale, offset)``).
+
+    A model fitted on imagery of one radiometry holds band statistics in its DN; tiles of
+    imagery with another (``source``) are converted to float32 ``(DN * s + o - o_t) / s_t``
+    so the same ground gives the same input. Unchanged (the very array) when the two are
+    equal or ``target`` is None (a model fitted before radiometry was recorded).
+    """
+    if target is None or (float(source[0]), float(source[1])) == (
+        float(target[0]),
+        float(target[1]),
+    ):
+        return batch
+    reflectance = batch.pixels.astype(np.float64) * source[0] + source[1]
+    pixels = ((reflectance - target[1]) / target[0]).astype(np.float32)
+    pixels[~batch.valid] = 0.0
+    return TileBatch(batch.ix, batch.iy, pixels, batch.valid)
 
 
 @dataclass(frozen=True)

@@ -38,14 +38,17 @@ from pyproj import CRS
 
 from povertymap.engine.base import ProgressCallback
 from povertymap.errors import ModelError
-from povertymap.io.raster import RasterSource
+from povertymap.io.raster import RasterSource, radiometry
 from povertymap.io.tiles import temporary_tile_dir
 from povertymap.models.deep.device import choose_precision, visible_gpus
 from povertymap.models.deep.labels import LightClasses, light_classes
 from povertymap.models.deep.tiles import (
+    CLOUD_MIN,
     TileGrid,
     band_stats,
+    check_cloud_min,
     iter_tile_blocks,
+    rescale_pixels,
     sample_tiles,
     warn_if_mostly_invalid,
 )
@@ -77,12 +80,13 @@ class CNNSettings:
     blocks of ``val_block_cells``), random flips/rotations if ``augment``, at most
     ``max_train_cells`` cells (a random sample beyond). Data: band statistics from
     ``stats_tiles`` random tiles; tiles with less than ``min_valid`` valid pixels are not
-    used; ``tile_margin_m`` of context around each cell; pixels whose visible bands are
-    all >= ``cloud_min`` are cloud (None: no cloud test; the default 150 suits 8-bit imagery
-    of ``DN ~ 320 x reflectance`` such as the demo's, where clouds are >= 0.47 reflectance
-    in red, green and blue; set it on your imagery's scale); ``block_cells`` cells per read
-    block. ``precision``: ``"auto"`` (mixed float16 on tensor-core GPUs, else float32),
-    ``"float32"`` or ``"mixed_float16"``.
+    used; ``tile_margin_m`` of context around each cell; pixels whose visible bands all
+    reach the reflectance ``cloud_min`` (``DN * scale + offset`` with the imagery's
+    radiometry) are cloud (None: no brightness test, e.g. when a cloud mask is given; the
+    default 0.585 flags thick cloud in 8-bit imagery read as DN / 255, where it is the
+    former 8-bit threshold of DN 150, as in Sentinel-2 or Landsat reflectance);
+    ``block_cells`` cells per read block. ``precision``: ``"auto"`` (mixed float16 on
+    tensor-core GPUs, else float32), ``"float32"`` or ``"mixed_float16"``.
     """
 
     task: Literal["classes", "regression"] = "classes"
@@ -101,9 +105,12 @@ class CNNSettings:
     stats_tiles: int = 512
     min_valid: float = 0.5
     tile_margin_m: float = 0.0
-    cloud_min: float | None = 150.0
+    cloud_min: float | None = CLOUD_MIN
     block_cells: int = 32
     precision: Literal["auto", "float32", "mixed_float16"] = "auto"
+
+    def __post_init__(self) -> None:
+        check_cloud_min(self.cloud_min, "key features.params.cnn.cloud_min")
 
 
 @dataclass
@@ -344,7 +351,11 @@ def train_transfer_cnn(
         n_val=n_val,
         precision=precision,
         classes=classes,
-        meta={"band_stats": stats.to_dict(), "settings": asdict(settings)},
+        meta={
+            "band_stats": stats.to_dict(),
+            "settings": asdict(settings),
+            "radiometry": list(radiometry(source)),
+        },
     )
 
 
@@ -370,11 +381,15 @@ def embed_cells(
     cloud_min: float | None = None,
     min_valid: float = 0.5,
     batch_size: int = 256,
+    pixel_units: tuple[float, float] | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(indices into ix/iy, embeddings)`` block by block.
 
     ``model`` is the embedding model (tile -> features). Tiles with less than
     ``min_valid`` valid pixels get NaN rows (they are not fed to the network).
+    ``pixel_units``: the ``(scale, offset)`` of the imagery the model was trained on;
+    tiles of imagery with another radiometry are converted to its DN first
+    (:func:`~povertymap.models.deep.tiles.rescale_pixels`).
     """
     import tensorflow as tf
 
@@ -394,7 +409,8 @@ def embed_cells(
             keep = np.flatnonzero(batch.valid_fraction >= min_valid)
             out = np.full((len(idx), dim), np.nan, np.float32)
             if len(keep):
-                x = model_input(batch.subset(keep))
+                kept = rescale_pixels(batch.subset(keep), radiometry(source), pixel_units)
+                x = model_input(kept)
                 for s in range(0, len(keep), batch_size):
                     xb = tf.convert_to_tensor(x[s : s + batch_size], dtype=tf.float32)
                     out[keep[s : s + batch_size]] = forward(xb).numpy()
