@@ -260,6 +260,21 @@ def world(
         bool, typer.Option("--if-missing", help="Do nothing if OUT/study.yaml exists.")
     ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty OUT.")] = False,
+    imagery: Annotated[
+        str,
+        typer.Option(help="uint8 (8-bit) or sentinel2 (16-bit L2A-like with an SCL mask)."),
+    ] = "uint8",
+    imagery_coverage: Annotated[
+        float, typer.Option(help="Share of the country's width the imagery covers, from west.")
+    ] = 1.0,
+    real_formats: Annotated[
+        bool,
+        typer.Option(
+            "--real-formats",
+            help="Also write the survey as DHS files, the boundaries as a GADM GeoPackage and "
+            "roads and POIs as an OSM extract (OUT/formats/), read by OUT/study-real-formats.yaml.",
+        ),
+    ] = False,
 ) -> None:
     """Simulate a synthetic country with ground truth and write its input files.
 
@@ -269,13 +284,24 @@ def world(
     Example: povertymap world --preset demo --seed 7 --out data/demo
     """
     from povertymap.world import generate
+    from povertymap.world.formats import write_real_formats
 
     if if_missing and (out / "study.yaml").exists():
         _say(f"{out / 'study.yaml'} exists; not regenerated")
         return
     with _progress() as progress:
-        study = generate(preset, seed=seed, out=out, progress=progress, overwrite=overwrite)
+        study = generate(
+            preset,
+            seed=seed,
+            out=out,
+            progress=progress,
+            overwrite=overwrite,
+            imagery=imagery,
+            imagery_coverage=imagery_coverage,
+        )
     _say(f"wrote {study} (truth in {out / 'truth'})")
+    if real_formats:
+        _say(f"wrote {write_real_formats(out, overwrite=overwrite)} (DHS, GADM, OSM)")
 
 
 @app.command()

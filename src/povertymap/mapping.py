@@ -42,6 +42,7 @@ from povertymap.features.build import (
     compute_features,
     neighbourhoods,
 )
+from povertymap.features.imagery import has_imagery
 from povertymap.io.artifacts import read_json, read_pickle, write_pickle
 from povertymap.io.writers import write_json, write_table
 from povertymap.models.classical import comparison_models
@@ -251,8 +252,9 @@ class MappingModel:
         households: pd.DataFrame | None,
         clusters: pd.DataFrame,
     ) -> None:
-        """The cell estimator on the model's OOF predictions; with headcounts, one per
-        reference on that reference's OOF predictions."""
+        """The cell estimator on the model's OOF predictions, and one per reference on that
+        reference's OOF predictions (its headcounts; the no-imagery one also maps the cells
+        the imagery does not cover)."""
 
         def fitted(column: str) -> CellEstimator:
             return CellEstimator(settings=self.estimate, poverty_line=self.line_).fit(
@@ -260,10 +262,9 @@ class MappingModel:
             )
 
         self.cell_estimator_ = fitted("pred")
-        references = [name for name in self.estimators_ if name != "model"]
-        self.reference_estimators_ = (
-            {name: fitted(name) for name in references} if self.cell_estimator_.does_poverty else {}
-        )
+        self.reference_estimators_ = {
+            name: fitted(name) for name in self.estimators_ if name != "model"
+        }
 
     # -- predicting ----------------------------------------------------------------------
     def rng(self) -> np.random.Generator:
@@ -294,11 +295,33 @@ class MappingModel:
         inputs = estimation_cells(cells)
         estimates = self.cell_estimator_.predict(inputs, rng=rng)
         out = cells.rename(columns={"estimate": "raw_estimate"})
+        if "imagery" in cells and not cells["imagery"].all() and "no_imagery" in self.estimators_:
+            estimates = self._without_imagery(inputs, estimates, ~cells["imagery"].to_numpy(bool))
         for column in estimates.table:
             out[column] = estimates.table[column]
-        for name, estimator in self.reference_estimators_.items():
-            out[f"{name}_poverty"] = estimator.headcount(cells[name].to_numpy(), inputs)
+        if self.cell_estimator_.does_poverty:
+            for name, estimator in self.reference_estimators_.items():
+                out[f"{name}_poverty"] = estimator.headcount(cells[name].to_numpy(), inputs)
         return out, estimates
+
+    def _without_imagery(
+        self, inputs: pd.DataFrame, estimates: CellEstimates, missing: np.ndarray
+    ) -> CellEstimates:
+        """``estimates`` with the cells the imagery misses mapped by the no-imagery model.
+
+        The model's intervals come from clusters that all had imagery, so they say nothing
+        of a cell without it; the no-imagery model, cross-validated on the same folds and
+        calibrated on its own out-of-fold errors, gives those cells an estimate from the
+        other features and the (wider) interval its errors earn. Its simulations draw from
+        their own generator, so covered cells keep their numbers.
+        """
+        fallback = self.reference_estimators_["no_imagery"].predict(
+            inputs.assign(pred=inputs["no_imagery"]),
+            rng=np.random.default_rng([self.random_state, 1]),
+        )
+        table = estimates.table.copy()
+        table.loc[missing, table.columns] = fallback.table.loc[missing, table.columns]
+        return CellEstimates(table, estimates.within_sd, estimates.fp_factor)
 
     def map_cells(
         self,
@@ -310,9 +333,14 @@ class MappingModel:
     ) -> tuple[gpd.GeoDataFrame, CellEstimates]:
         """The map of ``area``'s grid from its cell facts and cell features ``X``.
 
-        ``rng`` (default: :meth:`rng`) is left where the area step continues it.
+        ``imagery`` marks the cells with imagery when the model uses it; the others are
+        mapped by the no-imagery model. ``rng`` (default: :meth:`rng`) is left where the
+        area step continues it.
         """
         cells = rollout.map_cells(area, facts, self.raw_predictions(X))
+        imagery = has_imagery(X)
+        if imagery is not None:
+            cells["imagery"] = imagery.reindex(cells.index).fillna(False).astype(bool)
         return self.estimate_cells(cells, rng if rng is not None else self.rng())
 
     def cell_features(

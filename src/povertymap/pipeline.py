@@ -23,6 +23,7 @@ from povertymap.engine.base import Engine, ProgressCallback, get_engine
 from povertymap.errors import ConfigError
 from povertymap.estimate.stage import estimate_areas
 from povertymap.features.build import cell_facts, compute_features
+from povertymap.features.imagery import imagery_coverage
 from povertymap.io.survey import read_registry
 from povertymap.io.writers import write_json, write_table
 from povertymap.mapping import (
@@ -129,6 +130,7 @@ def run(
             "estimate": estimates.metrics,
             "urban_cells": t.features.cell_facts.attrs.get("urban_rule"),
             "poverty_line": {"value": model.line_, "given": cfg.poverty_line},
+            "imagery": imagery_coverage(t.features.cells),
             "sources": describe_sources(area),
         }
         plan = evaluation = None

@@ -207,7 +207,9 @@ def describe_sources(area: StudyArea) -> list[dict[str, str]]:
     rows = []
     for key, path in area.config.files().items():
         kind, crs, size = "", "", ""
-        if key.startswith("rasters."):
+        if key.startswith("rasters.") and key.endswith(".mask"):
+            kind = "imagery mask (raster)"
+        elif key.startswith("rasters."):
             src = area.rasters[key.split(".", 1)[1]]
             kind, crs = f"raster ({src.count} band)", src.crs.to_string()
             size = f"{src.width} x {src.height}, {src.res[0]:.4g}"
@@ -565,6 +567,13 @@ def _map_section(
             else "as given in the config"
         )
         text += f" Poverty line: {line['value']:.4g} in {target} units ({source})."
+    imagery = metrics.get("imagery", {})
+    if imagery.get("without_imagery"):
+        text += (
+            f" {imagery['without_imagery']:,} of {imagery['zones']:,} cells have no usable "
+            "imagery (outside the images, cloud or no data): they are mapped from the other "
+            "features by the model without imagery, with the wider intervals its errors earn."
+        )
     return Section("Map", para(text), figures)
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 
 from povertymap.errors import ConfigError, InputWarning, ModelError
 from povertymap.features.build import make_blocks
+from povertymap.features.imagery import imagery_of
 from povertymap.models.evaluate import MIN_CLUSTERS
 
 if TYPE_CHECKING:
@@ -90,6 +91,8 @@ def plan_run(area: StudyArea, *, truth: bool = False) -> RunPlan:
     area.require_admin()
     n = len(area.clusters)
     blocks = make_blocks(area, cfg.features, for_map=True)
+    if "imagery" in area.rasters:
+        imagery_of(area)  # its radiometry and mask (a band, or a raster) are checked now
     households = survey_households(area)
     no_welfare = (
         "the survey has no households table (survey.households)"

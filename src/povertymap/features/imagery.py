@@ -7,9 +7,9 @@ learn richer ones from the same raster.
 Units: every statistic is computed on reflectance, ``DN * scale + offset`` with the
 raster's radiometry (:func:`~povertymap.io.raster.open_imagery`: the config's ``scale`` and
 ``offset``, or the defaults of the data type), so 8-bit, 16-bit and float imagery of the
-same ground give the same features, and every threshold (``cloud_min``, ``roof_min``) is a
-reflectance. Pixels masked by the imagery's nodata, its class mask (e.g. Sentinel-2 SCL
-cloud classes) or its valid range are left out.
+same ground give the same features, and every threshold (``cloud_min``,
+``roof_contrast``, ``texture_min``) is a reflectance. Pixels masked by the imagery's nodata,
+its class mask (e.g. Sentinel-2 SCL cloud classes) or its valid range are left out.
 
 Partial coverage: a zone without any valid pixel (outside the imagery, all cloud) gets NaN
 features, and ``img_valid``, the share of its pixels that are valid, is 0; the models
@@ -35,7 +35,13 @@ from povertymap.io.raster import ImagerySource, RasterSource, open_imagery, radi
 if TYPE_CHECKING:
     from povertymap.studyarea import StudyArea
 
-__all__ = ["IMAGERY_VALID_COLUMNS", "ImageryFeatures", "imagery_coverage", "imagery_of"]
+__all__ = [
+    "IMAGERY_VALID_COLUMNS",
+    "ImageryFeatures",
+    "has_imagery",
+    "imagery_coverage",
+    "imagery_of",
+]
 
 _VISIBLE = ("red", "green", "blue")
 #: Columns holding each zone's share of valid imagery, by imagery block.
@@ -78,6 +84,15 @@ def cloud_pixels(
     return np.asarray(np.all(reflectance[visible] >= cloud_min, axis=0))
 
 
+def _neighbours(values: np.ndarray) -> list[np.ndarray]:
+    """The 9 values of each pixel's 3 x 3 neighbourhood as shifted copies (NaN beyond the
+    edge), centre included at position 4."""
+    rows, cols = values.shape
+    padded = np.full((rows + 2, cols + 2), np.nan)
+    padded[1:-1, 1:-1] = values
+    return [padded[i : i + rows, j : j + cols] for i in range(3) for j in range(3)]
+
+
 def local_std(values: np.ndarray) -> np.ndarray:
     """Standard deviation of each pixel's 3 x 3 neighbourhood (NaN unless all 9 are finite).
 
@@ -85,13 +100,17 @@ def local_std(values: np.ndarray) -> np.ndarray:
     (not on where the window read around it starts): cell sums stay the same however the
     zones are chunked.
     """
-    rows, cols = values.shape
-    padded = np.full((rows + 2, cols + 2), np.nan)
-    padded[1:-1, 1:-1] = values
-    shifts = [padded[i : i + rows, j : j + cols] for i in range(3) for j in range(3)]
+    shifts = _neighbours(values)
     mean = sum(shifts) / 9.0
     var = sum((s - mean) ** 2 for s in shifts) / 9.0
     return np.asarray(np.sqrt(var))
+
+
+def local_contrast(values: np.ndarray) -> np.ndarray:
+    """Each pixel minus the mean of its 8 neighbours (NaN unless all 9 are finite)."""
+    shifts = _neighbours(values)
+    around = sum(s for k, s in enumerate(shifts) if k != 4) / 8.0
+    return np.asarray(values - around)
 
 
 @dataclass
@@ -110,13 +129,18 @@ class ImageryFeatures(RasterFeatureBlock):
     ``cloud_min``: pixels whose visible bands all reach this reflectance are cloud and left
     out (None, the default: no brightness test; a mask in the config still applies).
 
-    ``pixel_stats`` adds pixel-level signal: ``img_roof_share`` (share of pixels brighter
-    than ``roof_min`` with NDVI below ``roof_ndvi_max``: metal and concrete roofs, paved
-    ground), ``img_texture_mean`` (mean over pixels of the 3 x 3 standard deviation of
-    brightness: built-up texture) and ``img_texture_std``, and ``img_ndvi_q10``,
+    ``pixel_stats`` adds pixel-level signal, each pixel seen with its 3 x 3 neighbourhood
+    (a 5 km buffer mean of the bands blurs a village's roofs into its fields):
+    ``img_roof_share`` (share of bright-roof pixels: brighter than the mean of their 8
+    neighbours by ``roof_contrast`` reflectance or more, with NDVI below ``roof_ndvi_max``;
+    at 10-20 m a metal or concrete roof is a bright spot, bare soil is not),
+    ``img_texture_mean`` and ``img_texture_std`` (mean and spread over pixels of the 3 x 3
+    standard deviation of brightness: built-up texture), ``img_built_share`` (share of
+    pixels whose texture reaches ``texture_min``), ``img_ndvi_texture`` (mean 3 x 3
+    standard deviation of NDVI: houses and plots in vegetation) and ``img_ndvi_q10``,
     ``img_ndvi_q50``, ``img_ndvi_q90`` (NDVI quantiles, interpolated in a cumulative
-    histogram at :data:`NDVI_LEVELS`). Off by default (it changes the figures of every
-    study, see docs/deep.md for the measured gain).
+    histogram at :data:`NDVI_LEVELS`). Off by default: it changes the figures of every
+    study; the measured gain is in docs/deep.md.
     """
 
     name: ClassVar[str] = "img"
@@ -125,11 +149,12 @@ class ImageryFeatures(RasterFeatureBlock):
 
     cloud_min: float | None = None
     pixel_stats: bool = False
-    roof_min: float = 0.3
-    roof_ndvi_max: float = 0.2
+    roof_contrast: float = 0.04
+    roof_ndvi_max: float = 0.3
+    texture_min: float = 0.01
 
     def __post_init__(self) -> None:
-        for key in ("cloud_min", "roof_min"):
+        for key in ("cloud_min", "roof_contrast", "texture_min"):
             value = getattr(self, key)
             if value is not None and not -1.0 <= value <= 2.0:
                 raise ConfigError(
@@ -147,7 +172,8 @@ class ImageryFeatures(RasterFeatureBlock):
         ndvi_bands = (index["red"], index["nir"]) if "red" in index and "nir" in index else None
         scale, offset = radiometry(source)
         cloud_min, pixel_stats = self.cloud_min, self.pixel_stats
-        roof_min, roof_ndvi_max = self.roof_min, self.roof_ndvi_max
+        roof_contrast, roof_ndvi_max = self.roof_contrast, self.roof_ndvi_max
+        texture_min = self.texture_min
 
         def layers(data: np.ma.MaskedArray) -> dict[str, np.ndarray]:
             if data.shape[0] > len(index):  # the extent band (see ``transform``)
@@ -175,14 +201,19 @@ class ImageryFeatures(RasterFeatureBlock):
                 out.update(ndvi=ndvi, ndvi_sq=ndvi**2)
             out["inside"] = np.where(inside, 1.0, np.nan)
             if pixel_stats:
+                contrast = local_contrast(bright)
+                tex = local_std(bright)
+                known = np.isfinite(tex)  # the pixel and its 8 neighbours are valid
                 with np.errstate(invalid="ignore"):
-                    roof = bright >= roof_min
+                    roof = contrast >= roof_contrast
                     if ndvi is not None:
                         roof &= ndvi < roof_ndvi_max
-                out["roof"] = np.where(valid, roof.astype(np.float64), np.nan)
-                tex = np.where(valid, local_std(bright), np.nan)
+                    built = tex >= texture_min
+                out["roof"] = np.where(known, roof.astype(np.float64), np.nan)
                 out.update(tex=tex, tex_sq=tex**2)
+                out["built"] = np.where(known, built.astype(np.float64), np.nan)
                 if ndvi is not None:
+                    out["ndvi_tex"] = local_std(ndvi)
                     known = np.isfinite(ndvi)
                     for k, level in enumerate(NDVI_LEVELS):
                         below = (ndvi <= level).astype(np.float64)
@@ -213,7 +244,9 @@ class ImageryFeatures(RasterFeatureBlock):
             texture = ratio(sums["tex_sum"], sums["tex_count"])
             out["img_texture_mean"] = texture
             out["img_texture_std"] = _spread(sums, "tex", texture)
+            out["img_built_share"] = ratio(sums["built_sum"], sums["built_count"])
             if "ndvi_le0_sum" in sums:
+                out["img_ndvi_texture"] = ratio(sums["ndvi_tex_sum"], sums["ndvi_tex_count"])
                 quantiles = ndvi_quantiles(sums, NDVI_QUANTILES)
                 for q, values in zip(NDVI_QUANTILES, quantiles.T, strict=True):
                     out[f"img_ndvi_q{round(q * 100):02d}"] = values
@@ -247,8 +280,9 @@ class ImageryFeatures(RasterFeatureBlock):
         params: dict[str, Any] = {
             "cloud_min": self.cloud_min,
             "pixel_stats": self.pixel_stats,
-            "roof_min": self.roof_min,
+            "roof_contrast": self.roof_contrast,
             "roof_ndvi_max": self.roof_ndvi_max,
+            "texture_min": self.texture_min,
         }
         return f"cell-sums:{self.name}:" + ",".join(f"{k}={v}" for k, v in params.items())
 
@@ -285,6 +319,19 @@ def ndvi_quantiles(sums: pd.DataFrame, quantiles: tuple[float, ...]) -> np.ndarr
     return out
 
 
+def _best_valid(features: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """Per zone, the largest valid share any imagery block saw (0 where none did)."""
+    return features[columns].fillna(0.0).max(axis=1).to_numpy(dtype=float)
+
+
+def has_imagery(features: pd.DataFrame) -> pd.Series | None:
+    """Which zones some imagery block saw a valid pixel of (None: no imagery block ran)."""
+    columns = [c for c in IMAGERY_VALID_COLUMNS if c in features.columns]
+    if not columns:
+        return None
+    return pd.Series(_best_valid(features, columns) > 0, index=features.index, name="imagery")
+
+
 def imagery_coverage(features: pd.DataFrame, *, threshold: float = 0.0) -> dict[str, Any]:
     """How many zones (e.g. map cells) have no imagery, from their ``*_valid`` columns.
 
@@ -296,7 +343,7 @@ def imagery_coverage(features: pd.DataFrame, *, threshold: float = 0.0) -> dict[
     columns = [c for c in IMAGERY_VALID_COLUMNS if c in features.columns]
     if not columns:
         return {}
-    best = features[columns].fillna(0.0).max(axis=1).to_numpy(dtype=float)
+    best = _best_valid(features, columns)
     n = len(features)
     without = int((best <= threshold).sum())
     return {

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import difflib
 import io
-import logging
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -59,7 +58,6 @@ from povertymap.io.survey import (
 
 __all__ = ["DhsSurvey", "read_dhs"]
 
-log = logging.getLogger(__name__)
 
 #: ``hv025`` codes.
 _HV025 = {1: True, 2: False}
@@ -396,5 +394,4 @@ def _ids(col: pd.Series, path: Path, source: str) -> pd.Series:
 
 
 def _warn(message: str) -> None:
-    log.warning(message)
     warnings.warn(message, InputWarning, stacklevel=4)
