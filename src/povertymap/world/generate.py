@@ -229,9 +229,16 @@ def _draw_survey(country: Country, ea_population: np.ndarray) -> Survey:
     ea, frame, spec = country.ea, country.frame, country.spec
     stratum = country.admin1[ea.row, ea.col] * 2 + country.urban[ea.row, ea.col]
     order = country.admin2[ea.row, ea.col] * frame.nx * frame.ny + ea.row * frame.nx + ea.col
+    first_phase = None  # spread over the country; else a spatially clustered sample
+    if spec.survey_district_share < 1:
+        first_phase = sv.select_districts(
+            country.admin2[ea.row, ea.col], country.admin1[ea.row, ea.col],
+            ea_population.astype(float), spec.survey_district_share,
+            country.streams.get("survey-districts"),
+        )  # fmt: skip
     ids, pi = sv.select_clusters(
         ea, ea_population.astype(float), stratum, order, spec.n_clusters,
-        country.streams.get("survey-ea"),
+        country.streams.get("survey-ea"), first_phase=first_phase,
     )  # fmt: skip
     picked = []
     members = sv.ea_household_ids(ea, ids, country.n_households, country.household_offset)

@@ -48,7 +48,11 @@ class WorldSpec:
         ``n_clusters`` clusters of ``households_per_cluster`` households, drawn from
         enumeration areas of about ``ea_households`` households (PPS by population within
         admin-1 x urban/rural strata). ``measurement_error_sd`` is the error of measured
-        log consumption.
+        log consumption. ``survey_district_share`` (0, 1] is the share of admin-2 units
+        the survey visits: 1 (default) spreads the clusters over the whole country; below
+        1 the sample is spatially clustered: in each admin-1 unit that share of its admin-2
+        units is drawn first (PPS on population, at least one) and the clusters come from
+        their EAs only (two-phase design weights).
 
     Sensors
         ``lights_floor`` (detection floor) and ``lights_saturation`` in nW/cm²/sr;
@@ -91,6 +95,7 @@ class WorldSpec:
     households_per_cluster: int = 25
     ea_households: int = 150
     measurement_error_sd: float = 0.18
+    survey_district_share: float = 1.0
     lights_floor: float = 0.6
     lights_saturation: float = 60.0
     cloud_share: float = 0.03
@@ -118,6 +123,8 @@ class WorldSpec:
             problems.append("need at least one city")
         if self.n_clusters < 2 or self.households_per_cluster < 2:
             problems.append("need at least 2 clusters of 2 households")
+        if not 0 < self.survey_district_share <= 1:
+            problems.append(f"survey_district_share={self.survey_district_share} outside (0, 1]")
         if not 0 < self.registry_fraction <= 1:
             problems.append(f"registry_fraction={self.registry_fraction} outside (0, 1]")
         if self.urban_share + self.village_share + self.dispersed_share >= 1:

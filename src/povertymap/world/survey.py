@@ -9,6 +9,11 @@ with certainty). Stage 2: a simple random sample of ``households_per_cluster`` h
 in each EA. The design weight of a household is the inverse of
 ``pi_EA * m / H_EA``.
 
+A spatially clustered survey (``WorldSpec.survey_district_share`` < 1, see
+:func:`select_districts`) first draws a share of the admin-2 units and then the clusters
+from their EAs only; by default (share 1) every unit's EAs are eligible and the sample
+spreads over the whole country.
+
 Published cluster coordinates are the EA's household centroid displaced by the DHS rules:
 a random direction and a distance uniform on [0, cap], cap 2 km urban, 5 km rural and
 10 km for a random 1% of rural clusters, redrawn until the point stays in the same admin-2
@@ -25,7 +30,14 @@ import shapely
 
 from povertymap.errors import PovertyMapError
 
-__all__ = ["EAFrame", "displace", "ea_of_rank", "make_ea_frame", "select_clusters"]
+__all__ = [
+    "EAFrame",
+    "displace",
+    "ea_of_rank",
+    "make_ea_frame",
+    "select_clusters",
+    "select_districts",
+]
 
 
 @dataclass(frozen=True)
@@ -214,8 +226,21 @@ def select_clusters(
     order_key: np.ndarray,
     n_clusters: int,
     rng: np.random.Generator,
+    *,
+    first_phase: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Select EAs; returns (EA ids in stratum order, first-stage inclusion probabilities)."""
+    """Select EAs; returns (EA ids in stratum order, first-stage inclusion probabilities).
+
+    ``first_phase`` (per EA, from :func:`select_districts`) restricts the draw to the EAs
+    with a positive value; their probabilities are then the product of that value and the
+    probability of the draw within the eligible EAs (allocation, strata and PPS as usual).
+    """
+    if first_phase is not None:
+        keep = np.flatnonzero(np.asarray(first_phase) > 0)
+        chosen, pi_within = select_clusters(
+            frame, ea_population[keep], stratum[keep], order_key[keep], n_clusters, rng
+        )
+        return keep[chosen], pi_within * np.asarray(first_phase)[keep[chosen]]
     strata = np.unique(stratum)
     pop = np.array([ea_population[stratum == s].sum() for s in strata], dtype=float)
     units = np.array([(stratum == s).sum() for s in strata])
@@ -228,6 +253,38 @@ def select_clusters(
         ids.append(members[sel])
         probs.append(pi)
     return np.concatenate(ids), np.concatenate(probs)
+
+
+def select_districts(
+    district: np.ndarray,
+    region: np.ndarray,
+    ea_population: np.ndarray,
+    share: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """First phase of a spatially clustered survey: per EA, the inclusion probability of its
+    admin-2 unit (0 where the unit is not drawn).
+
+    In each admin-1 unit (``region``), ``max(1, round(share x its admin-2 units))`` admin-2
+    units (``district``) are drawn by systematic PPS on their population, in id order (a
+    unit larger than the sampling step is taken with certainty). Passed to
+    :func:`select_clusters` as ``first_phase``, the clusters then come from the drawn units
+    only and the design weights stay those of a two-phase sample (unbiased for totals
+    except in a stratum left without eligible EAs, e.g. an admin-1 unit's urban EAs when
+    none of its drawn units has any).
+    """
+    districts, first, inverse = np.unique(
+        np.asarray(district), return_index=True, return_inverse=True
+    )
+    sizes = np.bincount(inverse, weights=np.asarray(ea_population, dtype=float))
+    unit_region = np.asarray(region)[first]  # region of each unit's first EA
+    pi_unit = np.zeros(districts.size)
+    for r in np.unique(unit_region):
+        members = np.flatnonzero(unit_region == r)
+        k = min(members.size, max(1, round(share * members.size)))
+        sel, pi = _systematic_pps(sizes[members], k, rng)
+        pi_unit[members[sel]] = pi
+    return pi_unit[inverse]
 
 
 def displace(

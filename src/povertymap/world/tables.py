@@ -283,5 +283,12 @@ def study_config(spec: WorldSpec, poverty_line: float) -> dict[str, Any]:
 
 
 def spec_dict(spec: WorldSpec) -> dict[str, Any]:
-    """The spec as a plain mapping (for world.json)."""
-    return asdict(spec)
+    """The spec as a plain mapping (for world.json).
+
+    ``survey_district_share`` is listed only when it is set below 1, so that the worlds of
+    the specs that existed before the field keep their bytes.
+    """
+    out = asdict(spec)
+    if out["survey_district_share"] == 1.0:
+        del out["survey_district_share"]
+    return out

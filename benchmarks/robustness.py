@@ -1,0 +1,397 @@
+"""Robustness of the main job across simulated worlds: the estimation methods judged on
+many countries, not on the demo alone (issue 12).
+
+Each world of :data:`WORLDS` is a variation of one small base country (:data:`BASE`) in
+what matters for the methods: extent and density, the urban system, how lit the country
+is, the survey's households per cluster, number of clusters and spatial spread, and the
+imagery's format. For each, the benchmark generates the country into a temporary folder,
+runs the main job on it as a user would (``povertymap.pipeline.run`` on the ``study.yaml``
+the generator writes, scored against the world's ``truth/``) and prints one JSON row: map
+and dark-cell r² against the truth, CV r² and its gap to the truth r², cell 90 % interval
+coverage overall/urban/rural, mean interval width relative to the spread of the true
+cell values, admin-2 coverage of the map and of Fay-Herriot, the calibration slope,
+targeting exclusion errors of the map, the nightlights-only map and the oracles, the
+world's parameters that differ from the base and the seconds taken.
+
+The job uses the tabular blocks (``nl, pop, img, osm, settle``) with LightGBM instead of
+the generator's default stack with the CNN and random-feature embeddings (``cnn, rcf``),
+which is two to three times slower; ``--deep`` runs the generator's config unchanged.
+
+Run: ``.venv/bin/python benchmarks/robustness.py [--worlds a,b] [--seed 7] [--out DIR]
+[--json FILE] [--markdown] [--deep]``; ``--rows FILE --markdown`` prints the table of
+recorded rows without running anything. Nothing is asserted: rows go to stdout, progress
+to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from povertymap.config import ModelConfig, StudyAreaConfig
+from povertymap.io.artifacts import read_json
+from povertymap.io.configfile import read_config
+from povertymap.io.survey import read_tabular
+from povertymap.io.writers import write_json
+from povertymap.pipeline import run
+from povertymap.rundir import open_run
+from povertymap.world import PRESETS, WorldSpec, generate
+
+#: Feature blocks of the job (the generator's config minus the deep ``cnn`` and ``rcf``).
+CLASSICAL_BLOCKS = ["nl", "pop", "img", "osm", "settle"]
+
+#: The truth column the intervals are scored against: the realised (people-weighted) mean
+#: log consumption of a cell, the estimand of the default ``cell_target: realized``.
+TRUE_MEAN = "mean_log_consumption"
+
+#: The base country: the demo's settings on a smaller extent (80 x 60 km, about 190,000
+#: people in 24 admin-2 units) and EAs of 50 households, so that even 600 clusters are a
+#: sample of the EAs (about 830) and not a census of them.
+BASE = PRESETS["demo"].with_(
+    name="base",
+    width_km=80,
+    height_km=60,
+    n_admin1=4,
+    n_admin2=24,
+    n_cities=2,
+    n_towns=12,
+    n_villages=180,
+    n_clusters=300,
+    ea_households=50,
+)
+
+
+@dataclass(frozen=True)
+class World:
+    """A variation of :data:`BASE`: the fields it changes, why, and generate()'s imagery."""
+
+    reason: str
+    changes: dict[str, Any] = field(default_factory=dict)
+    imagery: str = "uint8"  # generate(imagery=...): "uint8" (default) or "sentinel2"
+
+    def spec(self, name: str) -> WorldSpec:
+        return BASE.with_(name=name, **self.changes)
+
+    def varied(self) -> dict[str, Any]:
+        """What differs from the base (spec fields and the imagery format)."""
+        out = dict(self.changes)
+        if self.imagery != "uint8":
+            out["imagery"] = self.imagery
+        return out
+
+
+#: The worlds of the table, each with the one-line reason it is there.
+WORLDS: dict[str, World] = {
+    "base": World("reference: the demo's settings on 80 x 60 km, 300 clusters of 25 households"),
+    "sparse_large": World(
+        "a larger, sparse country (4x the area, a quarter of the density) mapped on 2 km cells "
+        "to stay fast: long distances, few people per cell, more admin-2 units",
+        {
+            "width_km": 160,
+            "height_km": 130,
+            "population_density": 20.0,
+            "cell_size_m": 2000.0,
+            "n_admin1": 5,
+            "n_admin2": 40,
+        },
+    ),
+    "primate_city": World(
+        "one primate city holding 90 % of the urban people: few urban clusters outside it",
+        dict(n_cities=1, city_share=0.9),
+    ),
+    "bright": World(
+        "strongly lit: a low detection floor and a high saturation, so lights rank more cells",
+        dict(lights_floor=0.15, lights_saturation=250.0),
+    ),
+    "dark": World(
+        "almost unlit: a high detection floor, so only town and city cores emit",
+        dict(lights_floor=3.0),
+    ),
+    "hh10": World(
+        "10 households per cluster: noisy cluster means (sampling noise dominates residuals)",
+        dict(households_per_cluster=10),
+    ),
+    "hh30": World(
+        "30 households per cluster: less noisy cluster means",
+        dict(households_per_cluster=30),
+    ),
+    "clusters100": World(
+        "100 clusters: a small survey, few per admin-2 unit and per CV fold",
+        dict(n_clusters=100),
+    ),
+    "clusters600": World(
+        "600 clusters: a large survey, most EAs sampled",
+        dict(n_clusters=600),
+    ),
+    "clustered": World(
+        "a spatially clustered survey: clusters from a third of the admin-2 units only",
+        dict(survey_district_share=1 / 3),
+    ),
+    "imagery16": World(
+        "16-bit Sentinel-2 L2A-like imagery (DN = 10000 reflectance + 1000, SCL cloud mask)",
+        imagery="sentinel2",
+    ),
+}
+
+
+def job_config(study: Path, *, deep: bool = False) -> StudyAreaConfig:
+    """The config the generator wrote; without ``deep``, the tabular blocks and LightGBM."""
+    cfg = read_config(study)
+    if deep:
+        return cfg
+    features = cfg.features.model_copy(update={"blocks": CLASSICAL_BLOCKS, "params": {}})
+    return cfg.model_copy(update={"features": features, "model": ModelConfig(name="lightgbm")})
+
+
+def interval_width(cells: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
+    """Mean width of the cell intervals relative to the spread of the true cell values.
+
+    Both are population-weighted (true population) over populated cells: the width is the
+    mean of ``upper - lower``; the spread is the standard deviation of the realised cell
+    mean (:data:`TRUE_MEAN`) and, for reference, of the expected one
+    (``expected_mean_log_consumption``) where the truth has it.
+    """
+    joined = cells[["lower", "upper"]].join(truth.drop(columns=["lower", "upper"], errors="ignore"))
+    populated = joined[joined["population"] > 0]
+    people = populated["population"].to_numpy(dtype=float)
+    width = float(np.average(populated["upper"] - populated["lower"], weights=people))
+
+    def spread(column: str) -> float:
+        y = populated[column].to_numpy(dtype=float)
+        return float(np.sqrt(np.average((y - np.average(y, weights=people)) ** 2, weights=people)))
+
+    out = {"width": width, "truth_sd": spread(TRUE_MEAN)}
+    out["width_to_sd"] = width / out["truth_sd"]
+    if "expected_mean_log_consumption" in populated:
+        out["truth_sd_expected"] = spread("expected_mean_log_consumption")
+        out["width_to_sd_expected"] = width / out["truth_sd_expected"]
+    return out
+
+
+def _get(node: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+TARGETING = {
+    "map": "map (this run)",
+    "nightlights": "nightlights-only map",
+    "oracle_cells": "oracle: true cell headcounts",
+    "oracle_households": "oracle: true household consumption",
+}
+
+
+#: Facts of the generated country (``truth/world.json``) copied into each row.
+WORLD_FACTS = {
+    "world_dark_cell_share": "dark_populated_cell_share",  # populated cells below the floor
+    "world_urban_population_share": "urban_population_share",
+    "world_population": "population",
+    "world_headcount": "national_headcount",
+}
+
+
+def world_row(name: str, metrics: dict[str, Any], width: dict[str, float]) -> dict[str, Any]:
+    """The row of one world from its run's metrics and interval widths."""
+    est = metrics["truth"]["estimate"]
+    map_r2 = est["all"]["r2"]
+    cv_r2 = metrics["cv"]["r2"]
+    coverage = est["cell_coverage"]
+    methods = _get(metrics, "truth", "targeting", "methods") or {}
+    calibration = _get(metrics, "estimate", "calibration") or {}
+    return {
+        "world": name,
+        "map_r2": map_r2,
+        "dark_r2": _get(est, "dark", "r2"),
+        "dark_share": est.get("dark_share"),
+        "cv_r2": cv_r2,
+        "cv_gap": cv_r2 - map_r2,  # > 0: CV flatters the map
+        # the estimate stage's out-of-fold figures with the clusters' sampling noise removed
+        # (against true cluster means) and against the realised cell means the map is
+        # scored on (docs/methods.md, Calibration)
+        "cv_r2_noise_removed": calibration.get("r2_true"),
+        "cv_r2_cell_target": calibration.get("r2_target"),
+        "cv_noise_share": calibration.get("noise_share"),
+        "cell_coverage": coverage.get("overall"),
+        "cell_coverage_urban": coverage.get("urban"),
+        "cell_coverage_rural": coverage.get("rural"),
+        "n_urban_cells": coverage.get("n_urban"),
+        "n_rural_cells": coverage.get("n_rural"),
+        **width,
+        "admin2_coverage_map": _get(est, "admin2", "mean", "coverage"),
+        "admin2_coverage_fh": _get(est, "admin2", "fh_mean", "coverage"),
+        "n_admin2": _get(est, "admin2", "mean", "n"),
+        "calibration_slope": _get(est, "calibration", "after", "slope_pop"),
+        "calibration_attainable": calibration.get("attainable"),
+        **{
+            f"exclusion_{key}": _get(methods, label, "exclusion_error")
+            for key, label in TARGETING.items()
+        },
+        "n_cells": metrics["truth"].get("n_cells"),
+        "n_clusters": metrics.get("n_clusters"),
+        "warnings": _get(metrics, "estimate", "warnings") or [],
+    }
+
+
+def run_world(
+    name: str, world: World, *, seed: int, folder: Path, deep: bool = False
+) -> dict[str, Any]:
+    """Generate one world into ``folder``, run the job on it and return its row."""
+    start = time.perf_counter()
+    study = generate(
+        world.spec(name), seed=seed, out=folder / "world", overwrite=True, imagery=world.imagery
+    )
+    generated = time.perf_counter()
+    truth = folder / "world" / "truth"
+    result = run(job_config(study, deep=deep), runs=folder / "runs", truth=truth)
+    ran = time.perf_counter()
+    true_cells = read_tabular(truth / "cells.parquet").set_index("cell_id")
+    width = interval_width(open_run(result.path).cells(), true_cells)
+    facts = read_json(truth / "world.json")
+    row = {
+        **world_row(name, result.metrics, width),
+        **{key: facts.get(source) for key, source in WORLD_FACTS.items()},
+        "seed": seed,
+        "varied": world.varied(),
+    }
+    row.update(
+        generate_s=round(generated - start, 1),
+        run_s=round(ran - generated, 1),
+        seconds=round(time.perf_counter() - start, 1),
+    )
+    return row
+
+
+# ---------------------------------------------------------------------------------------
+# the Markdown table
+
+#: (column header, row key, format, target or None): a value that misses the issue's
+#: target is printed in bold.
+COLUMNS: list[tuple[str, str, str, Callable[[float], bool] | None]] = [
+    ("dark cells", "world_dark_cell_share", ".2f", None),
+    ("map r²", "map_r2", ".3f", None),
+    ("dark r²", "dark_r2", ".3f", None),
+    ("CV r²", "cv_r2", ".3f", None),
+    ("CV gap", "cv_gap", "+.3f", lambda v: abs(v) <= 0.05),
+    ("CV r² cells", "cv_r2_cell_target", ".3f", None),
+    ("cov.", "cell_coverage", ".3f", lambda v: 0.88 <= v <= 0.92),
+    ("cov. urban (cells)", "cell_coverage_urban", ".3f", lambda v: v >= 0.85),
+    ("cov. rural", "cell_coverage_rural", ".3f", lambda v: v >= 0.85),
+    ("width / sd", "width_to_sd", ".2f", None),
+    ("adm-2 map", "admin2_coverage_map", ".3f", lambda v: 0.85 <= v <= 0.95),
+    ("adm-2 FH", "admin2_coverage_fh", ".3f", lambda v: 0.85 <= v <= 0.95),
+    ("slope", "calibration_slope", ".3f", lambda v: 0.9 <= v <= 1.1),
+    ("excl. map", "exclusion_map", ".3f", None),
+    ("excl. NL", "exclusion_nightlights", ".3f", None),
+    ("excl. oracle cells", "exclusion_oracle_cells", ".3f", None),
+    ("excl. oracle hh", "exclusion_oracle_households", ".3f", None),
+    ("s", "seconds", ".0f", None),
+]
+
+
+def _cell(value: Any, fmt: str, target: Callable[[float], bool] | None) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "–"
+    text = format(value, fmt)
+    return f"**{text}**" if target is not None and not target(value) else text
+
+
+def _varied(row: dict[str, Any]) -> str:
+    items = []
+    for key, value in row.get("varied", {}).items():
+        items.append(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}")
+    return ", ".join(items) or "(base)"
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """The rows as a Markdown table; values outside the issue's targets in bold."""
+    header = ["world", "varied", *(c[0] for c in COLUMNS)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        urban_n = row.get("n_urban_cells")
+        cells = [row["world"], _varied(row)]
+        for _, key, fmt, target in COLUMNS:
+            text = _cell(row.get(key), fmt, target)
+            if key == "cell_coverage_urban" and urban_n is not None:
+                text += f" ({urban_n})"
+            cells.append(text)
+        if "error" in row:
+            cells[2:] = [f"failed: {row['error']}".replace("|", "/")] + [""] * (len(COLUMNS) - 2)
+            cells.append(_cell(row.get("seconds"), ".0f", None))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--worlds", help=f"comma-separated names (default: all of {list(WORLDS)})")
+    parser.add_argument("--seed", type=int, default=7, help="seed of every world (default 7)")
+    parser.add_argument("--out", type=Path, help="keep worlds and runs in this folder")
+    parser.add_argument("--json", type=Path, help="also write all rows to this JSON file")
+    parser.add_argument("--markdown", action="store_true", help="print the Markdown table last")
+    parser.add_argument("--deep", action="store_true", help="the generator's config (CNN, RCF)")
+    parser.add_argument("--rows", type=Path, help="render recorded rows (a --json file) only")
+    args = parser.parse_args()
+    if args.rows is not None:
+        print(markdown_table(read_json(args.rows)["rows"]))
+        return
+    names = args.worlds.split(",") if args.worlds else list(WORLDS)
+    unknown = [n for n in names if n not in WORLDS]
+    if unknown:
+        parser.error(f"unknown world(s) {unknown}; choose from {list(WORLDS)}")
+    rows = []
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.out or Path(tmp)
+        for name in names:
+            began = time.perf_counter()
+            try:
+                row = run_world(
+                    name, WORLDS[name], seed=args.seed, folder=root / name, deep=args.deep
+                )
+            except Exception as exc:  # a world the job cannot run is a finding, not a crash
+                row = {
+                    "world": name,
+                    "seed": args.seed,
+                    "varied": WORLDS[name].varied(),
+                    "error": f"{type(exc).__name__}: {exc}",
+                    "seconds": round(time.perf_counter() - began, 1),
+                }
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            print(f"robustness: {name} done in {row['seconds']} s", file=sys.stderr, flush=True)
+    total = round(time.perf_counter() - start, 1)
+    print(f"robustness: {len(rows)} worlds in {total} s", file=sys.stderr)
+    if args.json is not None:
+        record = {
+            "command": "python benchmarks/robustness.py " + " ".join(sys.argv[1:]),
+            "date": datetime.now(UTC).date().isoformat(),
+            "job": "generator's config" if args.deep else "blocks " + ",".join(CLASSICAL_BLOCKS),
+            "seed": args.seed,
+            "total_s": total,
+            "cores": len(os.sched_getaffinity(0)),
+            "base": {f.name: getattr(BASE, f.name) for f in fields(BASE)},
+            "worlds": {n: WORLDS[n].reason for n in names},
+            "rows": rows,
+        }
+        write_json(record, args.json)
+    if args.markdown:
+        print(markdown_table(rows))
+
+
+if __name__ == "__main__":
+    main()
