@@ -108,7 +108,8 @@ def run(
             cells, cell_estimates = model.map_cells(
                 area, t.features.cell_facts, t.features.cells, rng=rng
             )
-        if survey_households(area) is not None:  # small-area estimation needs independent maps
+        households = survey_households(area)
+        if households is not None:  # small-area estimation needs independent maps
             with timer.stage("out_of_area"):
                 cells["pred_out_of_area"] = _out_of_area(model, area, t, cells, engine, progress)
         with timer.stage("estimate"):
@@ -116,7 +117,7 @@ def run(
                 estimation_cells(cells, "raw_estimate"),
                 cell_estimates,
                 model.cell_estimator_,
-                survey_households(area),
+                households,
                 estimation_clusters(area).reset_index(),
                 estimation_admin(area),
                 rng=rng,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import norm
 
 from povertymap.config.targeting import TargetingSettings
 from povertymap.errors import ConfigError
@@ -14,7 +13,6 @@ from povertymap.target.stage import (
     area_units,
     fit_pmt,
     make_plan,
-    map_headcounts,
     plan_summary,
 )
 
@@ -227,32 +225,3 @@ def test_plan_summary_of_households() -> None:
     assert summary["units_selected"] == 3
     assert summary["hh_size_covered"] == pytest.approx(8.0)
     assert "population_covered" not in summary
-
-
-def test_map_headcounts_by_urban_and_rural_sd() -> None:
-    cells = pd.DataFrame(
-        {"estimate": [4.5, 5.0, 5.5, 6.0], "urban": [True, False, True, False]},
-        index=pd.Index([10, 11, 12, 13], name="cell_id"),
-    )
-    z, urban_sd, rural_sd = 5.2, 0.6, 0.9
-    got = map_headcounts(cells, "estimate", {True: urban_sd, False: rural_sd}, z)
-    sd = np.array([urban_sd, rural_sd, urban_sd, rural_sd])
-    expected = norm.cdf((z - cells["estimate"].to_numpy()) / sd)
-    assert list(got.index) == [10, 11, 12, 13]
-    assert got.to_numpy() == pytest.approx(expected)
-    assert got.loc[11] == pytest.approx(norm.cdf(0.2 / 0.9))
-    # at the line, half the people are poor whatever the sd
-    at_line = map_headcounts(cells.assign(estimate=z), "estimate", {True: 0.3, False: 2.0}, z)
-    assert at_line.to_numpy() == pytest.approx([0.5] * 4)
-
-
-def test_map_headcounts_without_urban_or_with_one_sd() -> None:
-    cells = pd.DataFrame({"estimate": [4.0, 5.0, 6.0]})
-    z = 5.0
-    # no urban column: every cell is rural
-    got = map_headcounts(cells, "estimate", {True: 0.1, False: 0.8}, z)
-    assert got.to_numpy() == pytest.approx(norm.cdf((z - np.array([4.0, 5.0, 6.0])) / 0.8))
-    # a group without its own sd uses the mean of those given
-    mixed = cells.assign(urban=[True, False, True])
-    got = map_headcounts(mixed, "estimate", {False: 0.8}, z)
-    assert got.to_numpy() == pytest.approx(norm.cdf((z - np.array([4.0, 5.0, 6.0])) / 0.8))

@@ -18,7 +18,6 @@ import pandas as pd
 
 from povertymap.config.targeting import TargetingSettings
 from povertymap.errors import ConfigError
-from povertymap.estimate.headcount import headcount
 from povertymap.target.allocate import aggregate_units, allocate
 from povertymap.target.baselines import (
     AreaRanking,
@@ -44,7 +43,6 @@ __all__ = [
     "evaluate_plan",
     "fit_pmt",
     "make_plan",
-    "map_headcounts",
     "plan_summary",
     "targeting_methods",
 ]
@@ -167,16 +165,6 @@ def plan_summary(plan: pd.DataFrame, settings: TargetingSettings) -> dict[str, A
         if column in plan and plan[column].notna().any():
             out[f"{column}_covered"] = float((plan[column] * coverage).sum())
     return out
-
-
-def map_headcounts(
-    cells: pd.DataFrame, column: str, within_sd: Mapping[bool, float], poverty_line: float
-) -> pd.Series:
-    """Headcount per cell implied by a map of mean log welfare (``column``)."""
-    urban = cells["urban"].to_numpy(bool) if "urban" in cells else np.zeros(len(cells), bool)
-    sd = np.where(urban, within_sd.get(True, np.nan), within_sd.get(False, np.nan))
-    sd = np.where(np.isfinite(sd), sd, np.nanmean(list(within_sd.values())))
-    return pd.Series(headcount(cells[column].to_numpy(), sd, poverty_line), index=cells.index)
 
 
 def targeting_methods(
