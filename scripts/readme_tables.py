@@ -36,6 +36,11 @@ RESULTS = {
     "--group fold",
     "lsms-countries": "povertymap evaluate examples/lsms-africa/build/study.yaml --cv group "
     "--group country",
+    # the same with model.target_standardize_by: country (r² on the within-country index)
+    "lsms-folds-within": "povertymap evaluate examples/lsms-africa/build/study-within.yaml "
+    "--cv group --group fold",
+    "lsms-countries-within": "povertymap evaluate examples/lsms-africa/build/study-within.yaml "
+    "--cv group --group country",
 }
 
 LABELS = {

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from povertymap.cli import app
 from povertymap.io.configfile import read_config
+from povertymap.mapping import SCHEMA_VERSION
 from povertymap.pipeline import RunResult, evaluate, predict, run, target
 from povertymap.rundir import open_run
 
@@ -117,8 +118,9 @@ def _figures(node: object, path: str = "") -> dict[str, object]:
 
 def test_metrics_equal_the_golden_figures(tiny_run: RunResult) -> None:
     """The tiny world's figures (CV, truth, estimates, targeting) as committed in
-    tests/data/golden/tiny-metrics.json, made by the pipeline before its redesign into
-    MappingModel and stage functions: a change of structure must not move a number."""
+    tests/data/golden/tiny-metrics.json: a change of structure must not move a number.
+    The file is regenerated only with a change of method that moves numbers on purpose,
+    named in its commit (last: clusters featurised by the map's urban rule)."""
     golden = _figures(json.loads(GOLDEN.read_text()))
     now = _figures(json.loads((tiny_run.path / "metrics.json").read_text()))
     assert len(golden) > 500
@@ -145,8 +147,9 @@ def test_predict_reproduces_the_map(tiny_run: RunResult, tiny_world: Path, tmp_p
     columns = ["raw_estimate", "estimate", "lower", "upper", "poverty_rate", "poverty_lower"]
     assert mapped.index.equals(cells.index)
     # the same up to float rounding: predict recomputes the CNN's float32 cell embeddings in
-    # other batches than the run did (measured: at most 6e-12 in any column)
-    assert np.allclose(mapped[columns], cells[columns], rtol=0, atol=1e-9)
+    # other batches than the run did (measured: at most 2.3e-9 in raw_estimate, 9e-10 in
+    # the calibrated columns)
+    assert np.allclose(mapped[columns], cells[columns], rtol=0, atol=1e-8)
     # the same aggregation as the run: admin means and their simulated intervals
     admin, a_run = again.admin(), first.admin()
     for column in ("estimate", "lower", "upper", "poverty_rate"):
@@ -157,7 +160,7 @@ def test_model_round_trip_and_client_features(tiny_run: RunResult) -> None:
     run_dir = open_run(tiny_run.path)
     model = run_dir.model()
     meta = json.loads((tiny_run.path / "model" / "model.json").read_text())
-    assert meta["schema_version"] == 1 and meta["columns"] == model.columns_
+    assert meta["schema_version"] == SCHEMA_VERSION and meta["columns"] == model.columns_
     # no path of the run (or of its cache) is kept inside the fitted feature blocks
     kept = [v for b in model.blocks_ for v in vars(b).values() if isinstance(v, str | Path)]
     assert not [v for v in kept if str(tiny_run.path.parent) in str(v)]

@@ -78,19 +78,42 @@ def test_the_variations_go_the_documented_way(bench: ModuleType) -> None:
     }  # fmt: skip
 
 
-def test_interval_width_is_relative_to_the_population_weighted_spread(bench: ModuleType) -> None:
+def test_interval_width_is_relative_to_the_spread_of_the_estimands_truth(
+    bench: ModuleType,
+) -> None:
     ids = ["a", "b", "c", "d"]
     cells = pd.DataFrame({"lower": [0.0, 1.0, 2.0, 5.0], "upper": [1.0, 2.0, 4.0, 9.0]}, index=ids)
     truth = pd.DataFrame(
-        {"population": [1.0, 3.0, 0.0, 0.0], "mean_log_consumption": [0.0, 2.0, 9.0, 9.0]},
+        {
+            "population": [1.0, 3.0, 0.0, 0.0],
+            "mean_log_consumption": [0.0, 2.0, 9.0, 9.0],
+            "expected_mean_log_consumption": [1.0, 1.0, 9.0, 9.0],
+        },
         index=ids,
     )  # unpopulated cells c and d are left out
-    out = bench.interval_width(cells, truth)
+    out = bench.interval_width(cells, truth, "realized")
     assert out["width"] == pytest.approx(1.0)
     sd = np.sqrt((1 * 1.5**2 + 3 * 0.5**2) / 4)  # weighted mean 1.5
-    assert out["truth_sd"] == pytest.approx(sd)
+    assert out["truth_sd"] == pytest.approx(sd) and out["truth_sd_other"] == 0.0
     assert out["width_to_sd"] == pytest.approx(1.0 / sd)
-    assert "width_to_sd_expected" not in out
+    expected = bench.interval_width(
+        cells, truth.assign(expected_mean_log_consumption=[0, 2, 0, 0]), "expected"
+    )
+    assert expected["truth_sd"] == pytest.approx(sd)
+    assert expected["truth_sd_other"] == pytest.approx(sd)
+
+
+def test_the_job_drops_the_households_of_a_cluster_means_world(
+    bench: ModuleType, tiny_world: Path
+) -> None:
+    world = bench.WORLDS["no_households"]
+    cfg = bench.job_config(tiny_world, world)
+    assert cfg.survey.households is None and cfg.registry is None
+    assert cfg.features.blocks == bench.CLASSICAL_BLOCKS and cfg.model.name == "lightgbm"
+    expected = bench.job_config(tiny_world, bench.WORLDS["expected"], deep=True)
+    assert expected.estimate.cell_target == "expected"
+    assert expected.survey.households is not None
+    assert world.varied() == {"households": False}
 
 
 def test_markdown_table_marks_what_misses_the_targets(bench: ModuleType) -> None:

@@ -12,6 +12,10 @@ README) and writes three files into the output folder:
   histograms and nightlights only (never from the target, never from other villages), plus
   the country one-hot and the survey year, which are known for every village.
 - ``study.yaml``: a study-area config for ``povertymap evaluate`` with the model recipe.
+- ``study-within.yaml``: the same with ``model.target_standardize_by: country``: the model
+  is fitted on, and scored against, the index standardised within each country (mean 0,
+  sd 1), the figure that leave-one-country-out can honestly speak to (an unseen country's
+  level is not in its villages' features; see the README).
 
 The histograms count the 50,176 pixels of a 6.7 km patch in 102 bins per band. The bins
 are on a normalised scale (the nightlights of an unlit patch all fall in bin 49, the lowest
@@ -220,8 +224,15 @@ def model_section(name: str) -> dict[str, Any]:
     raise ValueError(f"unknown model {name!r}; expected lightgbm, ridge or stack")
 
 
-def study_config(model: str = "lightgbm") -> dict[str, Any]:
-    """The study-area config (paths relative to the config file, as povertymap expects)."""
+def study_config(model: str = "lightgbm", standardize_by: str | None = None) -> dict[str, Any]:
+    """The study-area config (paths relative to the config file, as povertymap expects).
+
+    ``standardize_by`` (a clusters column, e.g. ``country``) sets
+    ``model.target_standardize_by``: fit and score the index standardised within it.
+    """
+    section = model_section(model)
+    if standardize_by is not None:
+        section["target_standardize_by"] = standardize_by
     return {
         "name": "lsms-africa",
         "survey": {
@@ -234,28 +245,36 @@ def study_config(model: str = "lightgbm") -> dict[str, Any]:
             }
         },
         "tables": [{"path": "features.csv", "key": "cluster_id"}],
-        "model": model_section(model),
+        "model": section,
     }
 
 
 def write_outputs(
-    out_dir: Path, clusters: pd.DataFrame, feats: pd.DataFrame, config: Mapping[str, Any]
+    out_dir: Path,
+    clusters: pd.DataFrame,
+    feats: pd.DataFrame,
+    config: Mapping[str, Any],
+    within: Mapping[str, Any] | None = None,
 ) -> list[Path]:
-    """Write clusters.csv, features.csv and study.yaml into ``out_dir``; return the paths.
+    """Write clusters.csv, features.csv and study.yaml (and study-within.yaml when
+    ``within`` is given) into ``out_dir``; return the paths.
 
     Floats are written at full precision (shortest round-trip repr), so reading the csv
     back gives the very numbers the benchmark used, and reruns give identical files.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / "clusters.csv", out_dir / "features.csv", out_dir / "study.yaml"]
+    paths = [out_dir / "clusters.csv", out_dir / "features.csv"]
     clusters.to_csv(paths[0], index=False)
     feats.to_csv(paths[1], index=False)
-    header = (
-        "# Written by examples/lsms-africa/prepare.py; rerun it rather than editing.\n"
-        "# povertymap evaluate study.yaml --cv group --group fold   (or --group country)\n"
-    )
-    body = yaml.safe_dump(dict(config), sort_keys=False, default_flow_style=None)
-    paths[2].write_text(header + body, encoding="utf-8")
+    configs = {"study.yaml": config, **({"study-within.yaml": within} if within else {})}
+    for name, cfg in configs.items():
+        header = (
+            "# Written by examples/lsms-africa/prepare.py; rerun it rather than editing.\n"
+            f"# povertymap evaluate {name} --cv group --group fold   (or --group country)\n"
+        )
+        body = yaml.safe_dump(dict(cfg), sort_keys=False, default_flow_style=None)
+        (out_dir / name).write_text(header + body, encoding="utf-8")
+        paths.append(out_dir / name)
     return paths
 
 
@@ -277,7 +296,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     villages, arrays = load_raw(args.data)
     clusters, feats = build_tables(villages, arrays)
-    paths = write_outputs(args.out, clusters, feats, study_config(args.model))
+    paths = write_outputs(
+        args.out,
+        clusters,
+        feats,
+        study_config(args.model),
+        within=study_config(args.model, standardize_by="country"),
+    )
     n_feat = feats.shape[1] - 1
     print(f"{len(clusters)} clusters, {n_feat} features, model {args.model}:")
     for path in paths:

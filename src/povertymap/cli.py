@@ -342,6 +342,12 @@ def run(
     _headline(result.path, result.metrics)
 
 
+def _standardized(cv: dict[str, Any]) -> str:
+    """What a CV figure is on when the target was standardised within groups."""
+    by = cv.get("target_standardized_by")
+    return f" (on the target standardised within {by}, not the pooled index)" if by else ""
+
+
 def _headline(path: Path, metrics: dict[str, Any]) -> None:
     cv = metrics["cv"]
     models = cv.get("models", {})
@@ -351,7 +357,12 @@ def _headline(path: Path, metrics: dict[str, Any]) -> None:
         line += f" (nightlights only {models['baseline']['r2']:.3f})"
     if "random_cv" in cv:
         line += f"; random folds would claim {cv['random_cv']['r2']:.3f}"
-    _say(line)
+    _say(line + _standardized(cv))
+    if cv.get("noise_share", 0.0) > 0:
+        _say(
+            f"expected map r2 {cv['r2_noise_removed']:.3f} (cross-validation with the "
+            f"clusters' sampling noise removed: {cv['noise_share']:.0%} of their variance)"
+        )
     dark = cv.get("by_group", {}).get("lights", {}).get("dark")
     if dark and "r2" in dark:
         _say(f"dark clusters (no nightlights): r2 {dark['r2']:.3f} over {int(dark['n'])}")
@@ -432,7 +443,7 @@ def evaluate(
     _say(f"wrote {result.path}")
     _say(
         f"{m['scheme']} CV ({m['folds']} folds, {int(m['n'])} clusters): r2 {m['r2']:.3f}, "
-        f"spearman {m['spearman']:.3f}, rmse {m['rmse']:.3g}"
+        f"spearman {m['spearman']:.3f}, rmse {m['rmse']:.3g}{_standardized(m)}"
     )
     d = result.metrics.get("displacement")
     if d:

@@ -43,6 +43,7 @@ from povertymap.features.build import (
     neighbourhoods,
 )
 from povertymap.features.imagery import has_imagery
+from povertymap.features.urban import UrbanRule
 from povertymap.io.artifacts import read_json, read_pickle, write_pickle
 from povertymap.io.writers import write_json, write_table
 from povertymap.models.classical import comparison_models
@@ -67,7 +68,7 @@ __all__ = [
 ]
 
 #: Version of the saved ``model/`` layout; :meth:`MappingModel.load` refuses others.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the fitted urban rule (urban_rule_)
 MODEL_FILE = "model.joblib"
 MODEL_META = "model.json"
 TRAINING_FEATURES = "training_features.parquet"
@@ -213,6 +214,7 @@ class MappingModel:
             )
         self.blocks_: list[FeatureBlock] = features.blocks
         self.columns_: list[str] = list(X.columns)
+        self.urban_rule_: UrbanRule | None = features.urban_rule
         with timer.stage("fit"):
             self.estimators_: dict[str, BaseEstimator] = {
                 name: fit_model(m, X, y) for name, m in cv.models.items()
@@ -347,8 +349,8 @@ class MappingModel:
         self, area: StudyArea, *, engine: Engine, progress: ProgressCallback | None = None
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
         """``(facts, X)`` of ``area``'s grid cells, through the fitted blocks and the
-        training buffer radii."""
-        facts = cell_facts(area, engine=engine, progress=progress)
+        training buffer radii and urban rule."""
+        facts = cell_facts(area, engine=engine, progress=progress, rule=self.urban_rule_)
         zones = neighbourhoods(area.grid, facts["urban"], self.features.buffer_m.model_dump())
         X = build_features(self.blocks_, area, zones, engine=engine, progress=progress)
         return facts, self._aligned(X)
@@ -412,6 +414,7 @@ class MappingModel:
             "columns": self.columns_,
             "references": [n for n in self.estimators_ if n != "model"],
             "buffer_m": self.features.buffer_m.model_dump(),
+            "urban_rule": self.urban_rule_.summary() if self.urban_rule_ else None,
             "poverty_line": self.line_,
             "poverty_line_given": self.poverty_line,
             "n_training_clusters": len(self.training_X_),

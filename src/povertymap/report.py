@@ -350,8 +350,13 @@ def uncertainty_section(
         for g in ("urban", "rural", "pooled")
         if g in conf.get("halfwidth", {})
     ]
+    what = {
+        "realized": "its realised mean (the mean over the cell's actual households)",
+        "expected": "its expected mean (that of a cell like it; without the survey's "
+        "households the chance of which households live in the cell is not added)",
+    }.get(est.get("estimand", ""), "its true mean")
     body = para(
-        f"Each cell carries a {level:.0%} interval for its true mean {target}: split-conformal "
+        f"Each cell carries a {level:.0%} interval for {what} {target}: split-conformal "
         "on spatially held-out clusters, separately for urban and rural areas (Mondrian), "
         "with the survey's own sampling noise removed from the residuals. Wide intervals "
         "mark places the survey says little about."

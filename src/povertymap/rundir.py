@@ -205,6 +205,7 @@ def write_map(
         transform=layout.transform,
         nodata=float("nan"),
         band_names=bands,
+        tags=map_tags(estimates),
     ) as out:
         out.write(data, (0, 0))
     units = area.require_admin()[["geometry"]]
@@ -222,6 +223,20 @@ def write_map(
     if oof is not None:
         private = [c for c in ("easting", "northing") if c in oof]
         write_table(oof.drop(columns=private).reset_index(names="cluster_id"), folder / "oof.csv")
+
+
+def map_tags(estimates: EstimateResult) -> dict[str, str]:
+    """``map.tif``'s metadata: what the interval bands are for."""
+    estimand = estimates.estimator.estimand
+    return {
+        "interval_level": f"{estimates.settings.level:g}",
+        "interval_estimand": estimand,
+        "interval_meaning": (
+            f"lower and upper hold the {estimand} mean of the cell with probability "
+            f"{estimates.settings.level:g}"
+            + (" (the mean over its actual households)" if estimand == "realized" else "")
+        ),
+    }
 
 
 def write_plan(

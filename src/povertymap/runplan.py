@@ -20,7 +20,7 @@ import pandas as pd
 from povertymap.errors import ConfigError, InputWarning, ModelError
 from povertymap.features.build import make_blocks
 from povertymap.features.imagery import imagery_of
-from povertymap.models.evaluate import MIN_CLUSTERS
+from povertymap.models.evaluate import MIN_CLUSTERS, require_pooled_target
 
 if TYPE_CHECKING:
     from povertymap.studyarea import StudyArea
@@ -87,6 +87,7 @@ def plan_run(area: StudyArea, *, truth: bool = False) -> RunPlan:
     ``truth`` says whether the run will be scored against a synthetic country's truth
     (which adds its step).
     """
+    require_pooled_target(area.config.model)
     cfg = area.config
     area.require_admin()
     n = len(area.clusters)

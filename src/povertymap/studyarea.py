@@ -118,17 +118,25 @@ class StudyArea:
 
 
 def cluster_buffers(
-    clusters: gpd.GeoDataFrame, radii: dict[str, float] | None = None
+    clusters: gpd.GeoDataFrame,
+    radii: dict[str, float] | None = None,
+    *,
+    urban: np.ndarray | None = None,
 ) -> gpd.GeoDataFrame:
     """Circles around clusters: ``radii['urban']`` for urban ones, ``radii['rural']`` else.
 
-    Features are averaged over these buffers, never read at the (displaced) point. Clusters
-    without an urban flag get the rural radius.
+    Features are averaged over these buffers, never read at the (displaced) point.
+    ``urban`` is the class of each cluster (the map's rule at its cell, see
+    :func:`povertymap.features.urban.cluster_urban`); by default the survey's flag, and
+    the rural radius without one.
     """
     radii = {**DEFAULT_BUFFER_M, **(radii or {})}
-    urban = (
-        clusters["urban"].to_numpy(bool) if "urban" in clusters else np.zeros(len(clusters), bool)
-    )
+    if urban is None:
+        urban = (
+            clusters["urban"].to_numpy(bool)
+            if "urban" in clusters
+            else np.zeros(len(clusters), bool)
+        )
     radius = np.where(urban, radii["urban"], radii["rural"])
     out = clusters[[]].copy()
     out["radius_m"] = radius

@@ -44,6 +44,13 @@ class DisclosureSettings(_Model):
         return self
 
 
+class WithinSd(_Model):
+    """Within-cluster sd of the target among households, by urban/rural."""
+
+    urban: Annotated[float, Field(gt=0)] = Field(description="In urban clusters.")
+    rural: Annotated[float, Field(gt=0)] = Field(description="In rural clusters.")
+
+
 class EstimationSettings(_Model):
     """How cell and area estimates, their intervals and the public tables are made."""
 
@@ -92,6 +99,16 @@ class EstimationSettings(_Model):
         "validation studies); removed from the within-cluster dispersion used for "
         "headcounts. 0 keeps the measured dispersion (conservative for headcounts near "
         "the middle of the distribution, biased in the tails).",
+    )
+    within_sd: WithinSd | None = Field(
+        None,
+        description="For a survey given as cluster means only (no households table): the "
+        "sd of the target among a cluster's households, urban and rural (from the survey's "
+        "report or an earlier round). With the clusters' household counts "
+        "(survey.clusters.households) it gives each cluster mean's sampling noise, "
+        "within_sd² / n, which is then removed from the out-of-fold residuals as a "
+        "households table's would be; without it the noise stays in and the intervals "
+        "lean wide. Ignored when the survey has households.",
     )
     person_weighted: bool = Field(
         True,

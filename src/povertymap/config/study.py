@@ -469,6 +469,16 @@ class ModelConfig(_Model):
         None, description="For name: stack, the models whose predictions are combined."
     )
     random_state: int = Field(0, description="Seed of every random choice in the model.")
+    target_standardize_by: str | None = Field(
+        None,
+        description="A survey cluster column (e.g. country) within whose groups the target is "
+        "standardised (mean 0, sd 1) for fitting and scoring: for surveys pooled across "
+        "countries whose index levels are not comparable. The model is fitted on the "
+        "training clusters standardised with their own group's mean and sd; the CV figures "
+        "are then on the within-group standardised index (the metrics say so), with the "
+        "pooled-index figures beside them where a test cluster's group was in training. "
+        "`povertymap evaluate` only: a map would need a level for every cell.",
+    )
 
 
 class CVConfig(_Model):

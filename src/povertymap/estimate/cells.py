@@ -125,6 +125,7 @@ class CellEstimator:
         self._fit_calibration(oof, cells, noise_var, warnings)
         self._fit_conformal(oof, cells, noise_var, warnings)
         self._fit_covariance(oof, warnings)
+        self.metrics_["estimand"] = self.estimand
         if self.poverty_line is not None and not sw:
             warnings.append("poverty line given but no households: headcounts are skipped")
         return self
@@ -142,8 +143,7 @@ class CellEstimator:
         noise_var = pd.Series(0.0, index=oof.index)
         sw: dict[bool, float] = {}
         if households is None:
-            warnings.append("no households: cluster means are treated as noise-free")
-            return noise_var, sw
+            return self._declared_noise(oof, clusters, warnings), sw
         noise = cluster_noise(households, clusters, person_weighted=s.person_weighted)
         noise_var = noise["noise_var"].reindex(oof.index)
         if noise_var.isna().any():
@@ -167,6 +167,30 @@ class CellEstimator:
             gap = (noise["mean"].reindex(oof.index) - oof["y"]).abs()
             self.metrics_["noise"]["max_gap_y_vs_household_mean"] = float(gap.max())
         return noise_var, sw
+
+    def _declared_noise(
+        self, oof: pd.DataFrame, clusters: pd.DataFrame | None, warnings: list[str]
+    ) -> pd.Series:
+        """Step 1 without households: ``within_sd² / n`` per cluster mean, from the
+        ``within_sd`` setting and the clusters' household counts; zero without them."""
+        declared = self.settings.within_sd
+        counts = None
+        if clusters is not None and "n_households" in clusters:
+            counts = clusters.set_index("cluster_id")["n_households"].reindex(oof.index)
+        if declared is None or counts is None or counts.isna().all():
+            warnings.append(
+                "no households: the sampling noise of the cluster means stays in the "
+                "residuals, so intervals lean wide; give estimate.within_sd and the "
+                "clusters' household counts (survey.clusters.households) to remove it"
+            )
+            return pd.Series(0.0, index=oof.index)
+        sd = np.where(oof["urban"].astype(bool), declared.urban, declared.rural)
+        noise_var = pd.Series(sd**2, index=oof.index) / counts.fillna(counts.median())
+        self.metrics_["noise"] = {
+            "mean_noise_var": float(noise_var.mean()),
+            "source": "estimate.within_sd and the clusters' household counts",
+        }
+        return noise_var
 
     def _finite_population(
         self, cells: pd.DataFrame, *, report: bool = False, warnings: list[str] | None = None
@@ -264,11 +288,7 @@ class CellEstimator:
         ).fit(
             self.residuals_, g_oof, noise_var.to_numpy() if s.noise_correction == "scale" else None
         )
-        gap = _cell_vs_cluster_gap(
-            oof, cells, at_cell, cal, float(self.conformal_.sigma_["__pooled__"])
-        )
-        warnings.extend(gap.pop("warnings"))
-        self.metrics_["cell_vs_cluster"] = gap
+        self.metrics_["cell_vs_cluster"] = _cell_vs_cluster_gap(oof, cells, at_cell, cal)
         self.metrics_["conformal"] = self.conformal_.summary()
 
     def _fit_covariance(self, oof: pd.DataFrame, warnings: list[str]) -> None:
@@ -300,6 +320,14 @@ class CellEstimator:
         }
 
     # -- applying ------------------------------------------------------------------------
+    @property
+    def estimand(self) -> str:
+        """What the cell intervals are for: ``"realized"`` (the mean over the cell's
+        actual households; needs the survey's households) or ``"expected"`` (the
+        superpopulation mean of a cell like it)."""
+        realized = self.settings.cell_target == "realized" and bool(self.within_sd_)
+        return "realized" if realized and self.sizes_ is not None else "expected"
+
     @property
     def does_poverty(self) -> bool:
         """Whether headcounts are made (a poverty line and the survey's households)."""
@@ -466,20 +494,16 @@ def _cell_vs_cluster_gap(
     cells: pd.DataFrame,
     at_cell: np.ndarray,
     cal: LinearCalibrator,
-    sigma: float,
 ) -> dict[str, Any]:
     """How the map's prediction at each cluster's cell differs from its OOF prediction.
 
-    Conformal intervals assume a cell's error is like a cluster's held-out error. Where
-    cell features are computed differently from cluster features (another buffer
-    radius, another urban definition), the map's prediction at a surveyed place differs
-    systematically from the out-of-fold prediction there, and no held-out residual shows
-    that error. The gap (calibrated units) is reported by survey and map urban flag;
-    a class whose mean gap exceeds half the model-error sd is warned about. The refitted
-    model has seen the cluster, so only the systematic part (the mean) is meaningful.
+    Reported (calibrated units) by survey and map urban flag. Clusters and cells are
+    featurised by one urban rule (:mod:`povertymap.features.urban`), so a class's mean gap
+    is what refitting on that class's own clusters learnt (survey-urban clusters the rule
+    calls rural, say, pull the map up where they are), not a difference of features.
     """
     found = at_cell >= 0
-    out: dict[str, Any] = {"n_found": int(found.sum()), "groups": {}, "warnings": []}
+    out: dict[str, Any] = {"n_found": int(found.sum()), "groups": {}}
     if not found.any():
         return out
     gap = cal.predict(cells["pred"].to_numpy(dtype=float)[at_cell[found]]) - cal.predict(
@@ -494,20 +518,11 @@ def _cell_vs_cluster_gap(
             n = int(sel.sum())
             if n == 0:
                 continue
-            mean = float(gap[sel].mean())
-            sd = float(gap[sel].std(ddof=1)) if n > 1 else float("nan")
-            key = f"survey_{name[su]}_map_{name[mu]}"
-            out["groups"][key] = {"n": n, "mean_gap": mean, "sd_gap": sd}
-            se = sd / np.sqrt(n) if n > 1 else float("inf")
-            if n >= 5 and abs(mean) > 0.5 * sigma and abs(mean) > 3 * se:
-                out["warnings"].append(
-                    f"at {n} {name[su]} clusters in {name[mu]} map cells the map predicts "
-                    f"{mean:+.3f} from their out-of-fold prediction ({abs(mean) / sigma:.1f} "
-                    "model-error sd): cell features are not computed like cluster features "
-                    "there (e.g. a buffer radius chosen by another urban definition), so "
-                    "such cells are biased and their intervals, fitted on cluster "
-                    "residuals, will not cover them. Featurise cells and clusters by one rule"
-                )
+            out["groups"][f"survey_{name[su]}_map_{name[mu]}"] = {
+                "n": n,
+                "mean_gap": float(gap[sel].mean()),
+                "sd_gap": float(gap[sel].std(ddof=1)) if n > 1 else float("nan"),
+            }
     return out
 
 

@@ -38,14 +38,20 @@ def evaluate_against_truth(
     has an ``admin_key`` / ``admin_id`` / ``admin2_id`` column) with the same columns
     (an admin table with ``headcount`` instead of ``poverty`` is read as such).
     Only populated cells count (``population > 0`` in the result), unweighted and
-    population-weighted. Where the cells also have the ``expected`` (superpopulation)
-    mean, coverage and calibration against it are added (``*_expected``): the gap to the
-    realised figures is what the households of small cells add.
+    population-weighted. Cells are scored against the truth of the intervals' estimand
+    (``result.estimator.estimand``: ``value``, the realised mean, or ``expected``, the
+    superpopulation one); where the truth has the other too, coverage and calibration
+    against it are added (``cell_coverage_expected`` / ``cell_coverage_realized``): the
+    gap is what the households of small cells add.
     """
     tc = _indexed(truth_cells, ("cell_id",))
+    estimand = result.estimator.estimand
+    # the intervals are scored against the truth of their own estimand, the other beside
+    own, other = (value, expected) if estimand == "realized" else (expected, value)
+    if own not in tc:  # a truth without the expected mean: score on the realised one
+        own, other = value, expected
     c = result.cells.join(tc[[k for k in (value, poverty, expected) if k in tc]], rsuffix="_true")
-    tv = c[value] if value in c else c[f"{value}_true"]
-    c = c.assign(_truth=tv)
+    c = c.assign(_truth=c[own] if own in c and own not in result.cells else c[f"{own}_true"])
     if "urban_true" in c:
         c["urban"] = c["urban_true"]
     pop = c["population"].to_numpy(dtype=float)
@@ -57,7 +63,12 @@ def evaluate_against_truth(
             "indexed by the same cell_id",
             where="truth_cells",
         )
-    out: dict[str, Any] = {"n_cells": len(c), "level": result.settings.level}
+    out: dict[str, Any] = {
+        "n_cells": len(c),
+        "level": result.settings.level,
+        "estimand": estimand,
+        "scored_against": own,
+    }
     truth = c["_truth"].to_numpy(dtype=float)
     w = c["population"].to_numpy(dtype=float)
     cover = (c["lower"].to_numpy() <= truth) & (truth <= c["upper"].to_numpy())
@@ -78,13 +89,14 @@ def evaluate_against_truth(
         "after": _slope_ratio(c["estimate"].to_numpy(dtype=float), truth, w),
         "before": _slope_ratio(c["pred"].to_numpy(dtype=float), truth, w),
     }
-    ex = expected if expected in c and expected not in result.cells else f"{expected}_true"
+    ex = other if other in c and other not in result.cells else f"{other}_true"
     if ex in c:
         et = c[ex].to_numpy(dtype=float)
         good = np.isfinite(et)
         ec = (c["lower"].to_numpy() <= et) & (et <= c["upper"].to_numpy())
-        out["cell_coverage_expected"] = _by_group(ec[good], urban[good])
-        out["calibration"]["after_expected"] = _slope_ratio(
+        name = "expected" if other == expected else "realized"
+        out[f"cell_coverage_{name}"] = _by_group(ec[good], urban[good])
+        out["calibration"][f"after_{name}"] = _slope_ratio(
             c["estimate"].to_numpy(dtype=float)[good], et[good], w[good]
         )
     out["admin2"] = _area_scores(result.admin, truth_admin, value, poverty, admin_key)
@@ -113,7 +125,7 @@ def _area_scores(
         ("fh_poverty", "fh_poverty", "fh_poverty_lower", "fh_poverty_upper", poverty),
     ):
         tc = true_col if true_col in a and true_col not in table else f"{true_col}_true"
-        if est not in a or tc not in a:
+        if not {est, lo, hi, tc} <= set(a.columns):
             continue
         tv = a[tc].to_numpy(dtype=float)
         e = a[est].to_numpy(dtype=float)

@@ -12,7 +12,6 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
-from scipy import ndimage
 
 from povertymap.config import FeaturesConfig
 from povertymap.engine.base import Engine, ProgressCallback
@@ -20,9 +19,9 @@ from povertymap.errors import ConfigError
 from povertymap.features.base import FeatureBlock
 from povertymap.features.nightlights import DARK_THRESHOLD, NightlightFeatures
 from povertymap.features.population import POPULATION_SPEC
-from povertymap.features.settlements import TOWN, urbanisation_classes
+from povertymap.features.urban import UrbanRule, cluster_urban
 from povertymap.features.zonal import zonal_stats
-from povertymap.grid import GridLayout, cell_ids, cell_index
+from povertymap.studyarea import cluster_buffers
 
 if TYPE_CHECKING:
     from povertymap.studyarea import StudyArea
@@ -167,6 +166,8 @@ class FeatureSet:
     clusters: pd.DataFrame
     cells: pd.DataFrame | None = None
     cell_facts: pd.DataFrame | None = None
+    urban_rule: UrbanRule | None = None
+    """The rule that classed cells and clusters urban (None without a population raster)."""
 
 
 def compute_features(
@@ -182,14 +183,27 @@ def compute_features(
     radii = {"urban": cfg.buffer_m.urban, "rural": cfg.buffer_m.rural}
     blocks = make_blocks(area, cfg, for_map=for_map, **block_options)
     fit_blocks(blocks, area, engine=engine, progress=progress)
-    buffers = area.cluster_buffers(radii)
+    facts = (
+        cell_facts(area, engine=engine, progress=progress)
+        if for_map or "population" in area.rasters
+        else None
+    )
+    rule: UrbanRule | None = facts.attrs.get("urban_rule") if facts is not None else None
+    # one rule picks the buffer radius of clusters and cells (see .urban); without a
+    # population raster there is no rule and clusters keep their survey flag
+    flags = (
+        None
+        if facts is None or rule is None
+        else cluster_urban(area.clusters, facts["urban"], area.cell_size)
+    )
+    buffers = cluster_buffers(area.clusters, radii, urban=flags)
     clusters = build_features(blocks, area, buffers, engine=engine, progress=progress)
     if not for_map:
-        return FeatureSet(blocks, clusters)
-    facts = cell_facts(area, engine=engine, progress=progress)
+        return FeatureSet(blocks, clusters, cell_facts=facts, urban_rule=rule)
+    assert facts is not None  # computed for maps
     zones = neighbourhoods(area.grid, facts["urban"], radii)
     cells = build_features(blocks, area, zones, engine=engine, progress=progress)
-    return FeatureSet(blocks, clusters, cells, facts)
+    return FeatureSet(blocks, clusters, cells, facts, rule)
 
 
 def neighbourhoods(
@@ -208,56 +222,17 @@ def neighbourhoods(
     )
 
 
-def urban_cells(area: StudyArea, population: pd.Series) -> pd.Series:
-    """Which cells are urban, by the survey's own definition where it has one.
-
-    Cell neighbourhoods take the urban or rural buffer radius, as clusters do by their
-    survey flag, so the two definitions must agree: a town the survey calls urban but the
-    map calls rural would be seen through a 5 km buffer on the map and a 2 km one in
-    training. The rule is a threshold on population density (people per km² over the cell
-    and its 8 neighbours, which absorbs the displacement of urban clusters); the threshold
-    is the one that best reproduces the survey's flags at the clusters (balanced
-    accuracy). Without an urban flag in the survey, the Degree of Urbanisation decides
-    (towns and cities). The rule and its agreement are in ``.attrs``.
-    """
-    grid = area.grid
-    if "urban" not in area.clusters:
-        urban = urbanisation_classes(area, population) >= TOWN
-        urban.attrs["rule"] = {"kind": "degree of urbanisation"}
-        return urban.rename("urban")
-    layout = GridLayout.of(grid["ix"].to_numpy(), grid["iy"].to_numpy(), area.cell_size)
-    rows, cols = layout.pixel(grid["ix"].to_numpy(), grid["iy"].to_numpy())
-    raster = np.zeros((layout.height, layout.width))
-    raster[rows, cols] = population.reindex(grid.index).fillna(0.0).to_numpy()
-    km2 = (area.cell_size / 1000) ** 2
-    smooth = ndimage.uniform_filter(raster, size=3, mode="constant") / km2
-    density = pd.Series(smooth[rows, cols], index=grid.index)
-    ix, iy = cell_index(
-        area.clusters.geometry.x.to_numpy(), area.clusters.geometry.y.to_numpy(), area.cell_size
-    )
-    at_clusters = density.reindex(cell_ids(ix, iy)).fillna(0.0).to_numpy()
-    flags = area.clusters["urban"].to_numpy(bool)
-    best_t, best_score = np.inf, -1.0
-    for t in np.unique(at_clusters):
-        called = at_clusters >= t
-        tpr = called[flags].mean() if flags.any() else 1.0
-        tnr = (~called[~flags]).mean() if (~flags).any() else 1.0
-        if (score := (tpr + tnr) / 2) > best_score:
-            best_t, best_score = float(t), float(score)
-    urban = (density >= best_t).rename("urban")
-    urban.attrs["rule"] = {
-        "kind": "survey-matched density",
-        "people_per_km2": best_t,
-        "balanced_accuracy": best_score,
-    }
-    return urban
-
-
 def cell_facts(
-    area: StudyArea, *, engine: Engine, progress: ProgressCallback | None = None
+    area: StudyArea,
+    *,
+    engine: Engine,
+    progress: ProgressCallback | None = None,
+    rule: UrbanRule | None = None,
 ) -> pd.DataFrame:
-    """Per grid cell: ``population``, ``urban`` (see :func:`urban_cells`) and ``dark``
-    (own-cell mean radiance below the nightlight floor), each where the inputs exist."""
+    """Per grid cell: ``population``, ``urban`` (by ``rule``, fitted on the area's survey
+    when None; see :mod:`.urban`) and ``dark`` (own-cell mean radiance below the
+    nightlight floor), each where the inputs exist. The rule used is
+    ``facts.attrs["urban_rule"]``."""
     grid = area.grid
     facts = pd.DataFrame(index=grid.index)
     if "population" in area.rasters:
@@ -273,9 +248,9 @@ def cell_facts(
             progress=progress,
         )
         facts["population"] = people["pop_sum"].fillna(0.0)
-        urban = urban_cells(area, facts["population"])
-        facts["urban"] = urban
-        facts.attrs["urban_rule"] = urban.attrs["rule"]
+        rule = rule or UrbanRule.fit(area, facts["population"])
+        facts["urban"] = rule.cells(area, facts["population"])
+        facts.attrs["urban_rule"] = rule
     else:
         facts["population"] = 0.0
         facts["urban"] = False

@@ -12,14 +12,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, RegressorMixin, TransformerMixin, clone
 from sklearn.ensemble import StackingRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LinearRegression, RidgeCV
 from sklearn.model_selection import KFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
 
 from povertymap.config import ModelConfig
 from povertymap.errors import ConfigError, ModelError
@@ -28,10 +28,13 @@ __all__ = [
     "IMAGERY_BLOCKS",
     "LIGHTGBM_DEFAULTS",
     "BlockSelector",
+    "GroupStandardizedRegressor",
     "baseline_config",
     "comparison_models",
+    "make_group_standardized",
     "make_model",
     "reference_models",
+    "standardize_within",
 ]
 
 #: LightGBM settings for a few hundred survey clusters: shallow trees, slow learning,
@@ -100,6 +103,95 @@ class BlockSelector(TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
         return tags
+
+
+def standardize_within(
+    y: Any, groups: Any, stats: pd.DataFrame | None = None
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """``(y - mean) / sd`` within each group, and the per-group ``mean`` and ``sd``.
+
+    The statistics come from ``y`` itself unless ``stats`` (a frame indexed by group with
+    columns ``mean`` and ``sd``) is given; rows of a group missing from ``stats`` get
+    ``nan``. ``sd`` is the population standard deviation (ddof 0); a group whose values are
+    all equal (or a single row) gets ``sd`` 1, so it is centred but not scaled.
+    """
+    y = np.asarray(y, dtype=float)
+    labels = pd.Series(np.asarray(groups, dtype=object)).astype(str)
+    if len(labels) != len(y):
+        raise ModelError(f"{len(y)} target values but {len(labels)} group labels")
+    if stats is None:
+        grouped = pd.Series(y).groupby(labels.to_numpy())
+        stats = pd.DataFrame({"mean": grouped.mean(), "sd": grouped.std(ddof=0)})
+        stats["sd"] = stats["sd"].where(stats["sd"] > 1e-12 * (1 + stats["mean"].abs()), 1.0)
+    mean = stats["mean"].reindex(labels).to_numpy(dtype=float)
+    sd = stats["sd"].reindex(labels).to_numpy(dtype=float)
+    return (y - mean) / sd, stats
+
+
+class GroupStandardizedRegressor(RegressorMixin, BaseEstimator):
+    """Fit ``estimator`` on the target standardised within groups; predict on that scale.
+
+    ``groups`` labels every row a model may see (a Series indexed by row id, e.g. the
+    country of each survey cluster); ``fit`` and ``predict`` look up the rows of ``X`` (a
+    DataFrame) by its index, so the labels never enter the features. The mean and sd of
+    each group are those of the *training* rows (``stats_``): no test label shapes the
+    fit. ``predict`` returns the standardised scale; :meth:`predict_index` maps it back
+    to the target's own scale for rows whose group was in training (``nan`` otherwise:
+    a group never seen has no known level). Without ``groups``, every row is one group
+    (plain standardisation of the target).
+    """
+
+    def __init__(self, estimator: Any = None, groups: pd.Series | None = None) -> None:
+        self.estimator = estimator
+        self.groups = groups
+
+    def _labels(self, X: Any) -> np.ndarray:
+        if self.groups is None:
+            return np.zeros(_num_samples(X), dtype=object)
+        if not isinstance(X, pd.DataFrame):
+            raise ModelError(
+                "standardising the target by group needs a DataFrame indexed by row id",
+                fix="pass the feature table as a pandas DataFrame",
+            )
+        labels = self.groups.reindex(X.index)
+        if labels.isna().any():
+            raise ModelError(
+                f"{int(labels.isna().sum())} rows have no group label "
+                f"(e.g. {labels.index[labels.isna()][0]!r})",
+                fix="give every survey cluster a value in model.target_standardize_by's column",
+            )
+        return labels.to_numpy(dtype=object)
+
+    def fit(self, X: Any, y: Any) -> GroupStandardizedRegressor:
+        """Standardise ``y`` within the training rows' groups and fit the estimator on it."""
+        _, y = validate_data(self, X, y, ensure_all_finite="allow-nan", y_numeric=True)
+        z, self.stats_ = standardize_within(y, self._labels(X))
+        base = self.estimator if self.estimator is not None else make_model(ModelConfig())
+        self.estimator_ = clone(base).fit(X, z)
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predictions on the within-group standardised scale."""
+        check_is_fitted(self, "estimator_")
+        validate_data(self, X, ensure_all_finite="allow-nan", reset=False)
+        return np.asarray(self.estimator_.predict(X), dtype=float)
+
+    def predict_index(self, X: Any) -> np.ndarray:
+        """Predictions on the target's scale: ``mean + sd * z`` of the row's training group."""
+        z = self.predict(X)
+        stats = self.stats_
+        labels = pd.Series(self._labels(X)).astype(str)
+        return stats["mean"].reindex(labels).to_numpy() + stats["sd"].reindex(labels).to_numpy() * z
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
+
+
+def make_group_standardized(cfg: ModelConfig, groups: pd.Series) -> GroupStandardizedRegressor:
+    """``make_model(cfg)`` fitted on the target standardised within ``groups``."""
+    return GroupStandardizedRegressor(make_model(cfg), groups)
 
 
 def make_model(cfg: ModelConfig) -> BaseEstimator:

@@ -15,7 +15,12 @@ from sklearn.base import BaseEstimator, clone
 from povertymap.config import CVConfig, ModelConfig
 from povertymap.errors import ConfigError, InputWarning, ModelError
 from povertymap.features.nightlights import DARK_THRESHOLD
-from povertymap.models.classical import make_model, reference_models
+from povertymap.models.classical import (
+    make_group_standardized,
+    make_model,
+    reference_models,
+    standardize_within,
+)
 from povertymap.models.cv import Fold, distance_match, make_folds, match_block_size, out_of_fold
 
 if TYPE_CHECKING:
@@ -176,12 +181,24 @@ def cross_validate(
         **(reference_models(cfg.model, X.columns) if references else {}),
         **(models or {}),
     }
+    by = cfg.model.target_standardize_by
+    labels = _standardize_labels(area, X, by) if by else None
+    y_index = y
+    if labels is not None:
+        # the scored truth: each cluster's target standardised over all clusters of its group
+        y = standardize_within(y_index, labels)[0]
+
+    def make(model_cfg: ModelConfig) -> partial[BaseEstimator]:
+        if labels is None:
+            return partial(make_model, model_cfg)
+        return partial(make_group_standardized, model_cfg, labels)
+
     oof = pd.DataFrame({"y": y}, index=X.index)
     for name, model_cfg in named.items():
         pred, fold_id = out_of_fold(
-            partial(make_model, model_cfg),
+            make(model_cfg),
             X,
-            y,
+            y_index,
             folds,
             progress=progress,
             label=f"CV {name}",
@@ -190,9 +207,26 @@ def cross_validate(
         oof["pred" if name == "model" else name] = pred
         oof["fold"] = fold_id
     groups = _groups(area, X)
+    if labels is not None:
+        groups[str(by)] = labels
+    if scheme == "group":
+        column = group or cv_cfg.group
+        if column is not None and column in area.clusters:
+            groups[column] = area.clusters[column].astype(str).set_axis(X.index)
+    standardized: dict[str, Any] = {}
+    if labels is not None:
+        oof["y_index"] = y_index
+        oof["pred_index"] = _back_to_index(y_index, oof["pred"].to_numpy(), labels, folds)
+        standardized = _standardized_metrics(str(by), y_index, oof["pred_index"].to_numpy())
+        notes = [*notes, *standardized.pop("notes")]
+        if standardized["index"]["n"]:
+            standardized["index"]["by_group"] = metrics_by_group(
+                y_index, oof["pred_index"].to_numpy(), groups
+            )
     metrics: dict[str, Any] = {
         "scheme": scheme,
         "folds": len(folds),
+        **standardized,
         **regression_metrics(y, oof["pred"].to_numpy()),
         "by_group": metrics_by_group(y, oof["pred"].to_numpy(), groups),
         "dropped_by_buffer": int(sum(f.dropped for f in folds)),
@@ -216,9 +250,9 @@ def cross_validate(
     if compare_random and scheme != "random":
         rnd = make_folds(cv_cfg, area.clusters, xy, scheme="random")
         pred, _ = out_of_fold(
-            partial(make_model, cfg.model),
+            make(cfg.model),
             X,
-            y,
+            y_index,
             rnd,
             progress=progress,
             label="CV random folds",
@@ -226,6 +260,74 @@ def cross_validate(
         )
         metrics["random_cv"] = regression_metrics(y, pred)
     return CrossValidation(scheme, folds, oof, metrics, named)
+
+
+def _standardize_labels(area: StudyArea, X: pd.DataFrame, by: str) -> pd.Series:
+    """The group of every cluster for ``model.target_standardize_by``, indexed like ``X``."""
+    c = area.clusters
+    if by not in c.columns or by in ("geometry", "target"):
+        raise ConfigError(
+            f"model.target_standardize_by: {by!r} is not a column of the survey clusters "
+            f"(columns: {', '.join(str(k) for k in c.columns if k != 'geometry')})",
+            where="key model.target_standardize_by",
+            fix="name a column of the clusters file, e.g. country",
+        )
+    labels = c[by]
+    if labels.isna().any():
+        raise ModelError(
+            f"column {by!r} has {int(labels.isna().sum())} missing values",
+            where="key model.target_standardize_by",
+            fix="give every cluster a group, or choose another column",
+        )
+    return labels.astype(str).set_axis(X.index)
+
+
+def _back_to_index(
+    y_index: np.ndarray, pred: np.ndarray, labels: pd.Series, folds: list[Fold]
+) -> np.ndarray:
+    """Standardised out-of-fold predictions mapped back to the target's own scale with the
+    mean and sd of the test cluster's group among that fold's *training* clusters (the
+    model's own back-transform); ``nan`` where the group had no training cluster."""
+    out = np.full(len(pred), np.nan)
+    values = labels.to_numpy()
+    for fold in folds:
+        _, stats = standardize_within(y_index[fold.train], values[fold.train])
+        test = fold.test
+        mean = stats["mean"].reindex(values[test]).to_numpy()
+        sd = stats["sd"].reindex(values[test]).to_numpy()
+        out[test] = mean + sd * pred[test]
+    return out
+
+
+def _standardized_metrics(by: str, y_index: np.ndarray, pred_index: np.ndarray) -> dict[str, Any]:
+    """What the figures of a standardised target are on, and the pooled-index figures."""
+    seen = int(np.isfinite(pred_index).sum())
+    note = (
+        f"model.target_standardize_by: {by}: r2, spearman, rmse, bias and by_group are on the "
+        f"target standardised within each {by} (mean 0, sd 1 over that {by}'s clusters), "
+        "not on the pooled index. "
+    )
+    if seen == len(pred_index):
+        note += (
+            "'index' has the pooled-index figures of the predictions mapped back with each "
+            f"{by}'s mean and sd in the training folds."
+        )
+    elif seen:
+        note += (
+            f"'index' has pooled-index figures for the {seen} of {len(pred_index)} clusters "
+            f"whose {by} was in the training folds."
+        )
+    else:
+        note += (
+            f"No test cluster's {by} was in its training folds, so there is no pooled-index "
+            f"figure: an unseen {by}'s level is unknown. Cross-validate without "
+            "model.target_standardize_by for the pooled-index figure."
+        )
+    return {
+        "target_standardized_by": by,
+        "index": regression_metrics(y_index, pred_index) if seen else {"n": 0.0},
+        "notes": [note],
+    }
 
 
 def _fitting_blocks(
@@ -273,4 +375,16 @@ def _fitting_blocks(
 
 def fit_model(model_cfg: ModelConfig, X: pd.DataFrame, y: np.ndarray) -> BaseEstimator:
     """The model refitted on every cluster, for the map."""
+    require_pooled_target(model_cfg)
     return clone(make_model(model_cfg)).fit(X, y)
+
+
+def require_pooled_target(model_cfg: ModelConfig) -> None:
+    """Refuse ``model.target_standardize_by`` where a map is made."""
+    if model_cfg.target_standardize_by:
+        raise ConfigError(
+            f"model.target_standardize_by: {model_cfg.target_standardize_by} scores the target "
+            "within groups; a map would need each cell's group level, which is not known",
+            where="key model.target_standardize_by",
+            fix="use it with `povertymap evaluate` only; remove it to make a map",
+        )

@@ -12,6 +12,7 @@ from povertymap.engine.base import Engine, ProgressCallback
 from povertymap.estimate.displacement import displace_clusters
 from povertymap.features.base import FeatureBlock
 from povertymap.features.build import build_features
+from povertymap.features.urban import cluster_urban
 from povertymap.models.evaluate import CrossValidation, cross_validate
 from povertymap.studyarea import cluster_buffers
 
@@ -28,6 +29,7 @@ def displacement_sensitivity(
     *,
     draws: int,
     engine: Engine,
+    urban_cells: pd.Series | None = None,
     progress: ProgressCallback | None = None,
     **cv_options: Any,
 ) -> dict[str, Any]:
@@ -37,6 +39,8 @@ def displacement_sensitivity(
     of rural up to 10 km, inside the admin-2 unit). Each draw displaces them again by the
     same rules, recomputes the cluster features and reruns the cross-validation on the
     same folds. A small spread means buffer-averaged features absorb the displacement.
+    ``urban_cells`` (the map's urban flag per cell) picks each moved cluster's buffer
+    radius, as for the published points; without it the survey flag does.
     """
     admin = area.require_admin()
     clusters = pd.DataFrame(area.clusters.drop(columns="geometry"))
@@ -51,7 +55,10 @@ def displacement_sensitivity(
         points = area.clusters.set_geometry(
             gpd.points_from_xy(moved["easting"], moved["northing"], crs=area.crs)
         )
-        X = build_features(blocks, area, cluster_buffers(points, radii), engine=engine)
+        flags = (
+            cluster_urban(points, urban_cells, area.cell_size) if urban_cells is not None else None
+        )
+        X = build_features(blocks, area, cluster_buffers(points, radii, urban=flags), engine=engine)
         again = cross_validate(
             area, X, compare_random=False, references=False, engine=engine, **cv_options
         )
