@@ -178,8 +178,12 @@ def job_config(study: Path, world: World, *, deep: bool = False) -> StudyAreaCon
     update: dict[str, Any] = {
         "estimate": cfg.estimate.model_copy(update={"cell_target": world.cell_target})
     }
-    if not world.households:  # the registry's proxy means test needs the households
-        update.update(survey=cfg.survey.model_copy(update={"households": None}), registry=None)
+    if not world.households:  # headcounts and the registry's proxy means test need them
+        update.update(
+            survey=cfg.survey.model_copy(update={"households": None}),
+            registry=None,
+            poverty_line=None,
+        )
     if not deep:
         update.update(
             features=cfg.features.model_copy(update={"blocks": CLASSICAL_BLOCKS, "params": {}}),

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # System packages the test suite needs, installed with apt when missing.
-# Nothing is needed beyond Python yet: rasterio, pyogrio and exactextract ship GDAL in
-# their wheels. Packages are listed here as they become needed (one line of reason each).
+# rasterio, pyogrio and exactextract ship GDAL in their wheels. Packages are listed here as
+# they become needed (one line of reason each).
 set -euo pipefail
-packages=()
+packages=(
+  postgresql  # a real PostgreSQL server for the service's audit-trail tests (tests/serve)
+  chromium    # the browser the web map's Playwright tests drive (tests/web; no playwright download)
+)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -51,7 +51,7 @@ def test_real_formats_from_validate_to_target(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     result = runner.invoke(app, ["run", str(study), "--out", str(runs)])
     assert result.exit_code == 0, result.stderr
-    (run_dir,) = [p for p in runs.iterdir() if not p.name.startswith(".")]
+    (run_dir,) = [p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["n_clusters"] == 60  # the 3 clusters at (0, 0) are dropped
     imagery = metrics["imagery"]

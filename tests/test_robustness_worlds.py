@@ -108,7 +108,7 @@ def test_the_job_drops_the_households_of_a_cluster_means_world(
 ) -> None:
     world = bench.WORLDS["no_households"]
     cfg = bench.job_config(tiny_world, world)
-    assert cfg.survey.households is None and cfg.registry is None
+    assert cfg.survey.households is None and cfg.registry is None and cfg.poverty_line is None
     assert cfg.features.blocks == bench.CLASSICAL_BLOCKS and cfg.model.name == "lightgbm"
     expected = bench.job_config(tiny_world, bench.WORLDS["expected"], deep=True)
     assert expected.estimate.cell_target == "expected"

@@ -250,6 +250,36 @@ def _demo_config() -> tuple[Path, Path]:
     return study, DEMO_DIR / "truth"
 
 
+NoTrackOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-track",
+        help="Do not log the run to MLflow (default store: sqlite:///<runs folder>/mlflow.db; "
+        "POVERTYMAP_TRACKING_URI or MLFLOW_TRACKING_URI override).",
+    ),
+]
+
+
+def _track(path: Path, enabled: bool) -> None:
+    """Log a finished run directory to MLflow (extra ``mlops``); a hint when absent."""
+    if not enabled:
+        return
+    from povertymap.errors import DependencyError
+
+    try:
+        from povertymap.mlops.tracking import log_run, tracking_uri
+
+        mlflow_run = log_run(path)
+    except DependencyError:
+        err_console.print(
+            "[yellow]warning:[/] not tracked: install povertymap[mlops] for MLflow "
+            "tracking, or pass --no-track",
+            soft_wrap=True,
+        )
+        return
+    _say(f"tracked: MLflow run {mlflow_run} in {tracking_uri(path.parent)}")
+
+
 @app.command()
 @_user_errors
 def world(
@@ -266,6 +296,19 @@ def world(
     ] = "uint8",
     imagery_coverage: Annotated[
         float, typer.Option(help="Share of the country's width the imagery covers, from west.")
+    ] = 1.0,
+    survey_round: Annotated[
+        int,
+        typer.Option(
+            "--round",
+            min=1,
+            help="Survey round: 2 writes a later round of the same country (growth, new "
+            "lights, roads and households, a new survey sample) with its truth.",
+        ),
+    ] = 1,
+    lights_gain: Annotated[
+        float,
+        typer.Option(help="Recalibrate the nightlight product by this factor (sensor change)."),
     ] = 1.0,
     real_formats: Annotated[
         bool,
@@ -298,6 +341,8 @@ def world(
             overwrite=overwrite,
             imagery=imagery,
             imagery_coverage=imagery_coverage,
+            survey_round=survey_round,
+            lights_gain=lights_gain,
         )
     _say(f"wrote {study} (truth in {out / 'truth'})")
     if real_formats:
@@ -323,6 +368,7 @@ def run(
             "feature, transfer-CNN and stacked models, side by side.",
         ),
     ] = False,
+    no_track: NoTrackOption = False,
 ) -> None:
     """Map poverty: features, cross-validated model, map, admin estimates, report.
 
@@ -340,6 +386,7 @@ def run(
     with _progress() as progress:
         result = run_job(cfg, runs=runs, truth=truth, compare=compare, progress=progress)
     _headline(result.path, result.metrics)
+    _track(result.path, not no_track)
 
 
 def _standardized(cv: dict[str, Any]) -> str:
@@ -403,6 +450,7 @@ def evaluate(
             "and report how the CV r2 moves; needs boundaries."
         ),
     ] = 0,
+    no_track: NoTrackOption = False,
 ) -> None:
     """Cross-validate the configured model only: metrics.json and out-of-fold predictions.
 
@@ -451,6 +499,7 @@ def evaluate(
             f"re-displaced {d['draws']} times: r2 moves by {d['mean_change']:+.3f} on average "
             f"(sd {d['sd']:.3f}, largest {d['max_abs_change']:.3f})"
         )
+    _track(result.path, not no_track)
 
 
 @app.command()
@@ -545,6 +594,309 @@ def target(
             + (f" (true-headcount map: {best['exclusion_error']:.1%})" if best else "")
             + f", inclusion error {m['inclusion_error']:.1%}"
         )
+
+
+@app.command()
+@_user_errors
+def serve(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories; one map each.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    ssl_certfile: Annotated[
+        Path | None, typer.Option(help="TLS certificate (when no proxy terminates TLS).")
+    ] = None,
+    ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key.")] = None,
+    forwarded_allow_ips: Annotated[
+        str | None, typer.Option(help="Proxy addresses whose X-Forwarded-* headers to trust.")
+    ] = None,
+) -> None:
+    """Serve maps, estimates and targeting scenarios as a REST API (extra `serve`).
+
+    Settings come from POVERTYMAP_* variables (docs/service.md); keys from `povertymap keys`.
+
+    Example: povertymap serve runs/demo-20261130T120000Z-1a2b3c --port 8000
+    """
+    from povertymap._options import require
+
+    require("fastapi")
+    from povertymap.serve.commands import serve as run_service
+
+    run_service(
+        run_dirs,
+        host=host,
+        port=port,
+        workers=workers,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+        forwarded_allow_ips=forwarded_allow_ips,
+    )
+
+
+keys_app = typer.Typer(
+    help="Create, revoke and list the service's API keys (stored as salted hashes).\n\n"
+    "Example: povertymap keys create --role analyst --name ngo-team",
+    no_args_is_help=True,
+)
+app.add_typer(keys_app, name="keys")
+DatabaseOption = Annotated[
+    str | None, typer.Option(help="Database URL (default: POVERTYMAP_DATABASE_URL).")
+]
+
+
+@keys_app.command("create")
+@_user_errors
+def keys_create(
+    role: Annotated[str, typer.Option(help="public, analyst or admin.")],
+    name: Annotated[str, typer.Option(help="Who the key is for.")] = "",
+    days: Annotated[int | None, typer.Option(min=1, help="Days until it expires.")] = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Create a key and print it once (only its salted hash is stored).
+
+    Example: povertymap keys create --role analyst --name ngo-team
+    """
+    if role not in ("public", "analyst", "admin"):
+        from povertymap.errors import ConfigError
+
+        raise ConfigError(f"--role {role!r} is not a role", fix="use public, analyst or admin")
+    from povertymap.serve.commands import create_key
+
+    record, key = create_key(role, name=name, days=days, database_url=database_url)
+    _say(f"key id {record.key_id} ({record.role.value}, expires {record.expires})")
+    console.print(key, soft_wrap=True, highlight=False, markup=False)
+
+
+@keys_app.command("revoke")
+@_user_errors
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key id (from `keys list`).")],
+    database_url: DatabaseOption = None,
+) -> None:
+    """Revoke a key; the service refuses it within POVERTYMAP_KEY_CACHE_SECONDS.
+
+    Example: povertymap keys revoke 3f9a1c2b7d4e
+    """
+    from povertymap.errors import InputError
+    from povertymap.serve.commands import revoke_key
+
+    if not revoke_key(key_id, database_url=database_url):
+        raise InputError(f"no active key {key_id!r}", fix="see `povertymap keys list`")
+    _say(f"revoked {key_id}")
+
+
+@keys_app.command("list")
+@_user_errors
+def keys_list(database_url: DatabaseOption = None) -> None:
+    """List keys: id, name, role, created, expires, revoked (never the keys).
+
+    Example: povertymap keys list
+    """
+    from povertymap.serve.commands import list_keys
+
+    table = Table(title="API keys")
+    for col in ("key id", "name", "role", "created", "expires", "revoked"):
+        table.add_column(col)
+    for k in list_keys(database_url=database_url):
+        table.add_row(k.key_id, k.name, k.role.value, k.created, k.expires, k.revoked or "")
+    console.print(table)
+
+
+audit_app = typer.Typer(
+    help="The service's audit trail.\n\nExample: povertymap audit verify", no_args_is_help=True
+)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+@_user_errors
+def audit_verify(database_url: DatabaseOption = None) -> None:
+    """Recompute the audit chain; exit 1 when a row was edited or deleted.
+
+    Example: povertymap audit verify
+    """
+    from povertymap.serve.commands import verify_audit
+
+    result = verify_audit(database_url=database_url)
+    if result.ok:
+        _say(f"audit trail intact: {result.rows} rows")
+        return
+    for problem in result.problems:
+        err_console.print(f"[bold red]tampered:[/] {escape(problem)}", soft_wrap=True)
+    raise typer.Exit(1)
+
+
+# -- the model lifecycle (extra `mlops`): thin calls into povertymap.mlops -----------------
+models_app = typer.Typer(
+    help="The model registry (MLflow): register run directories, list, promote, roll back.\n\n"
+    "Example: povertymap models register runs/demo-20261130T120000Z-1a2b3c --name demo",
+    no_args_is_help=True,
+)
+app.add_typer(models_app, name="models")
+StoreOption = Annotated[
+    Path,
+    typer.Option(
+        "--runs",
+        help="Runs folder whose mlflow.db is the store (POVERTYMAP_TRACKING_URI or "
+        "MLFLOW_TRACKING_URI override).",
+    ),
+]
+
+
+def _store(runs: Path) -> str:
+    from povertymap.mlops.tracking import tracking_uri
+
+    return tracking_uri(runs)
+
+
+@models_app.command("register")
+@_user_errors
+def models_register(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory made by `run`.")],
+    name: Annotated[str, typer.Option(help="Registered model name.")],
+    runs: StoreOption = RUNS_DIR,
+) -> None:
+    """Register the run's model as a new version (with its model card and input digests).
+
+    Example: povertymap models register runs/demo-20261130T120000Z-1a2b3c --name demo
+    """
+    from povertymap.mlops.registry import register
+
+    v = register(run_dir, name, uri=_store(runs))
+    _say(f"registered {v.name} version {v.version} (run {v.run_id}, CV r2 {v.cv_r2})")
+
+
+@models_app.command("list")
+@_user_errors
+def models_list(runs: StoreOption = RUNS_DIR) -> None:
+    """List registered models: version, aliases, run, CV r2.
+
+    Example: povertymap models list
+    """
+    from povertymap.mlops.registry import list_models
+
+    table = Table(title="registered models")
+    for col in ("model", "version", "aliases", "run", "CV r2"):
+        table.add_column(col)
+    for v in list_models(uri=_store(runs)):
+        r2 = "" if v.cv_r2 is None else f"{v.cv_r2:.3f}"
+        table.add_row(v.name, v.version, ", ".join(v.aliases), v.run_id, r2)
+    console.print(table)
+
+
+@models_app.command("promote")
+@_user_errors
+def models_promote(
+    name: Annotated[str, typer.Argument(help="Registered model name.")],
+    version: Annotated[str, typer.Argument(help="Version to promote.")],
+    alias: Annotated[str, typer.Option(help="Alias to move.")] = "champion",
+    runs: StoreOption = RUNS_DIR,
+) -> None:
+    """Give the alias (champion) to VERSION; the previous holder can be rolled back to.
+
+    Example: povertymap models promote demo 2 --alias champion
+    """
+    from povertymap.mlops.registry import promote
+
+    v = promote(name, version, alias=alias, uri=_store(runs))
+    _say(f"{v.name}@{alias} is now version {v.version} (run {v.run_id})")
+
+
+@models_app.command("rollback")
+@_user_errors
+def models_rollback(
+    name: Annotated[str, typer.Argument(help="Registered model name.")],
+    alias: Annotated[str, typer.Option(help="Alias to move back.")] = "champion",
+    runs: StoreOption = RUNS_DIR,
+) -> None:
+    """Give the alias back to the version that held it before.
+
+    Example: povertymap models rollback demo
+    """
+    from povertymap.mlops.registry import rollback
+
+    v = rollback(name, alias=alias, uri=_store(runs))
+    _say(f"{v.name}@{alias} rolled back to version {v.version} (run {v.run_id})")
+
+
+@app.command()
+@_user_errors
+def dvc(
+    config: Annotated[Path, typer.Argument(help="Study-area YAML; the files go beside it.")],
+    truth: Annotated[
+        Path | None,
+        typer.Option(help="A synthetic country's truth/ folder, to score the map."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing dvc.yaml and params.yaml.")
+    ] = False,
+) -> None:
+    """Write the study's DVC pipeline: dvc.yaml (stages validate, features, train,
+    estimate, target, report) and params.yaml beside the config; then `dvc repro`.
+
+    Example: povertymap dvc data/demo/study.yaml && cd data/demo && dvc repro
+    """
+    from povertymap.mlops.dvcpipe import write_pipeline
+
+    pipeline = write_pipeline(config, truth=truth, force=force)
+    _say(f"wrote {pipeline.dvc_yaml} ({', '.join(pipeline.stages)}) and {pipeline.params_yaml}")
+
+
+@app.command()
+@_user_errors
+def monitor(
+    run_dir: Annotated[Path, typer.Argument(help="The run whose model is monitored.")],
+    config: Annotated[Path, typer.Argument(help="Study YAML of the new inputs.")],
+    out: Annotated[Path, typer.Option(help="Folder for drift.json and drift.md (new).")],
+) -> None:
+    """Drift of new inputs against the model's training data: PSI and KS per feature,
+    embeddings, predictions and, with labels, the error on them.
+
+    Example: povertymap monitor runs/demo-20261130T120000Z-1a2b3c round2/study.yaml --out drift
+    """
+    from povertymap.io.configfile import read_config
+    from povertymap.mlops.drift import monitor as monitor_job
+
+    report = monitor_job(run_dir, read_config(config), out=out)
+    s = report.summary
+    _say(
+        f"{'DRIFT' if report.drift else 'no drift'}: {s['drifted']} of {s['n_features']} "
+        f"features drifted, largest PSI {s['max_psi']:.3f}, prediction PSI "
+        f"{report.prediction['psi']:.3f}"
+        + (f", label rmse {report.labels['rmse']:.3f}" if report.labels else "")
+    )
+    _say(f"wrote {out / 'drift.json'}")
+
+
+@app.command()
+@_user_errors
+def retrain(
+    name: Annotated[str, typer.Argument(help="Registered model whose champion is challenged.")],
+    config: Annotated[Path, typer.Argument(help="Study YAML of the new round.")],
+    runs: StoreOption = RUNS_DIR,
+    truth: Annotated[
+        Path | None, typer.Option(help="The new round's truth/ folder (synthetic countries).")
+    ] = None,
+) -> None:
+    """Train a challenger on the new round, compare it with the champion on the same
+    spatial folds, and promote it only if it is better and passes the checks.
+
+    Example: povertymap retrain demo round2/study.yaml
+    """
+    from povertymap.io.configfile import read_config
+    from povertymap.mlops.retrain import retrain as retrain_job
+
+    with _progress() as progress:
+        decision = retrain_job(
+            name, read_config(config), runs=runs, uri=_store(runs), truth=truth, progress=progress
+        )
+    _say(
+        f"{'promoted' if decision.promoted else 'refused'}: challenger r2 "
+        f"{decision.challenger['r2']:.3f} vs champion {decision.champion['r2']:.3f} on the "
+        f"same {decision.folds} folds of the new round"
+    )
+    for reason in decision.reasons:
+        _say(f"- {reason}")
 
 
 def main() -> None:

@@ -187,6 +187,7 @@ class MappingModel:
         registry: pd.DataFrame | None = None,
         progress: ProgressCallback | None = None,
         timer: Timer | None = None,
+        features: FeatureSet | None = None,
         **block_options: Any,
     ) -> MappingModel:
         """Fit on ``area``: features, cross-validation, models, cell estimators, PMT.
@@ -194,12 +195,21 @@ class MappingModel:
         ``compare`` adds the comparison models (tabular, random features, transfer CNN,
         stack) as references. ``block_options`` (``cache_dir``, ``log_dir``) go to the
         blocks that take them and are not saved. ``timer`` records the seconds of the
-        ``features``, ``cross_validation`` and ``fit`` stages.
+        ``features``, ``cross_validation`` and ``fit`` stages. ``features``: a map's
+        feature set computed before (``compute_features(area, for_map=True)``, e.g. by the
+        DVC pipeline's features stage), used as is instead of computing it again.
         """
         timer = timer or Timer()
-        with timer.stage("features"):
-            features = compute_features(
-                area, for_map=True, engine=engine, progress=progress, **block_options
+        if features is None:
+            with timer.stage("features"):
+                features = compute_features(
+                    area, for_map=True, engine=engine, progress=progress, **block_options
+                )
+        elif features.cells is None or features.cell_facts is None:
+            raise InputError(
+                "the precomputed feature set has no cell features",
+                where="features",
+                fix="compute it with compute_features(area, for_map=True)",
             )
         assert features.cells is not None and features.cell_facts is not None  # for_map
         X, y = features.clusters, area.clusters["target"].to_numpy(dtype=float)

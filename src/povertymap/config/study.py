@@ -34,6 +34,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from povertymap.config.estimate import EstimationSettings
+from povertymap.config.monitoring import MonitoringSettings
 from povertymap.config.targeting import TargetingSettings
 from povertymap.errors import ConfigError, InputNotFoundError
 
@@ -545,6 +546,10 @@ class StudyAreaConfig(_Model):
     estimate: EstimationSettings = Field(
         default_factory=EstimationSettings,
         description="Calibration, intervals, small-area estimation and disclosure control.",
+    )
+    monitoring: MonitoringSettings = Field(
+        default_factory=MonitoringSettings,
+        description="Drift thresholds (`povertymap monitor`) and the retraining gate.",
     )
     poverty_line: float | Annotated[str, Field(pattern=r"^\d+(\.\d+)?%$")] | None = Field(
         None,

@@ -10,6 +10,7 @@ few hundred megabytes of them, while everything finer is generated window by win
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -65,6 +66,8 @@ class Country:
     town_access: np.ndarray  #: exp(-travel time to a town / 1.5 h)
     cultivation: np.ndarray  #: share of land under fields
     ea: EAFrame
+    lights_gain: float = 1.0  #: nightlight product gain (a later round's recalibration)
+    round_info: dict[str, Any] | None = None  #: what a later round changed (world/rounds.py)
 
     @property
     def frame(self) -> Frame:

@@ -64,6 +64,7 @@ from povertymap.world.imagery import (
 from povertymap.world.lights import lights_grid, render_lights, street_light
 from povertymap.world.osm import osm_pois, osm_roads, road_midpoints
 from povertymap.world.randomness import Streams
+from povertymap.world.rounds import advance, check_round
 from povertymap.world.spec import WorldSpec, resolve_spec
 from povertymap.world.tables import (
     Survey,
@@ -96,6 +97,8 @@ def generate(
     overwrite: bool = False,
     imagery: str = "uint8",
     imagery_coverage: float = 1.0,
+    survey_round: int = 1,
+    lights_gain: float = 1.0,
 ) -> Path:
     """Simulate a country and write its inputs and truth into ``out``; return ``study.yaml``.
 
@@ -112,15 +115,21 @@ def generate(
     shadow classes the study config masks, with its ``scale``/``offset``/``mask`` set).
     ``imagery_coverage`` (0-1] is the share of the country's width, from the west, that the
     imagery covers; pixels beyond are no data (and SCL 0).
+
+    ``survey_round`` > 1 writes a later round of the same country with its truth (growth,
+    new electrification, roads and households, a new survey sample; the poverty line of
+    round 1); ``lights_gain`` != 1 recalibrates its nightlight product
+    (:mod:`povertymap.world.rounds`). Round 1 is unchanged by either argument's default.
     """
     spec = resolve_spec(preset)
     output = _imagery_output(imagery, imagery_coverage)
+    check_round(survey_round, lights_gain)
     out = Path(out)
     report = progress if progress is not None else _silent
     # one BLAS thread: identical floating-point sums (hence bytes) on any machine, and no
     # oversubscription on small ones
     with threadpool_limits(limits=1), atomic_directory(out, overwrite=overwrite) as tmp:
-        _write_world(spec, int(seed), tmp, report, output)
+        _write_world(spec, int(seed), tmp, report, output, (int(survey_round), lights_gain))
     log.info("world %s (seed %d) written to %s", spec.name, seed, out)
     return out / "study.yaml"
 
@@ -152,6 +161,7 @@ def _write_world(
     out: Path,
     progress: Progress,
     output: tuple[str, float] = ("uint8", 1.0),
+    survey_round: tuple[int, float] = (1, 1.0),
 ) -> None:
     # every io writer creates its file's folder, so ``truth/`` appears with its first file
     streams = Streams(seed)
@@ -159,6 +169,9 @@ def _write_world(
     country = build_country(spec, streams)
     progress("geography", 1, 1)
     line, ea_population = _poverty_line(country, progress)
+    if survey_round[0] > 1 or survey_round[1] != 1.0:  # a later round: the line of round 1
+        country = advance(country, survey_round[0], lights_gain=survey_round[1])
+        _, ea_population = _poverty_line(country, progress)
     survey = _draw_survey(country, ea_population)
     totals, frames = _households_and_rasters(country, line, survey, out, progress, output)
     radiance = _nightlights(country, totals, out, progress)
@@ -190,6 +203,8 @@ def _write_world(
     registry = frames["registry"].sort_values("household_id", ignore_index=True)
     write_table(registry, out / "registry.parquet")
     info = _world_info(country, seed, line, totals, cells, tables, len(registry), n_pois)
+    if country.round_info is not None:
+        info["round"] = country.round_info
     config = study_config(spec, line)
     if spec.imagery_res_m is not None and output != ("uint8", 1.0):
         info["imagery"].update(format=output[0], coverage=output[1])
@@ -404,6 +419,8 @@ def _nightlights(country: Country, totals: Totals, out: Path, progress: Progress
         country.streams.key("population-texture"), country.streams.get("lights-noise"),
         progress=lambda d, t: progress("nightlights", d, t),
     )  # fmt: skip
+    if country.lights_gain != 1.0:  # a recalibrated product: same light, other numbers
+        radiance = np.where(radiance > 0, radiance * country.lights_gain, radiance)
     with RasterWriter(
         out / "nightlights.tif", width=grid.width, height=grid.height, count=1,
         dtype="float32", crs="EPSG:4326", transform=grid.transform, nodata=LIGHTS_NODATA,
