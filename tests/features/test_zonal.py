@@ -158,3 +158,32 @@ def test_other_rasters_get_band_statistics(tiny: TinyStudy) -> None:
     assert np.allclose(feats["rast_elevation_metres_mean"], 1200.0)
     # spread from moments (E[x²] - E[x]²): exact up to rounding at this magnitude
     assert np.allclose(feats["rast_elevation_metres_std"], 0.0, atol=1e-3)
+
+
+def test_kernel_weights_equal_polygon_overlaps_for_cell_centred_disks() -> None:
+    """The one-kernel-per-radius shares of map neighbourhoods are the polygon overlaps."""
+    from povertymap.features.zonal import zone_weights
+
+    size = 1000.0
+    ix, iy = np.meshgrid(np.arange(700, 712), np.arange(9300, 9310))
+    centres = gpd.points_from_xy((ix.ravel() + 0.5) * size, (iy.ravel() + 0.5) * size, crs=UTM)
+    radius = np.where(np.arange(ix.size) % 3 == 0, 2000.0, 5000.0)
+    radius[5] = 1234.5  # a radius that is no multiple of the cell size
+    disks = gpd.GeoDataFrame(
+        {"radius_m": radius}, geometry=shapely.buffer(centres, radius, quad_segs=16), crs=UTM
+    )
+    # a cluster buffer off the cell centres goes the polygon way, in the same matrix
+    off = gpd.GeoDataFrame(
+        {"radius_m": [5000.0]},
+        geometry=[shapely.Point(705_321.0, 9_304_777.0).buffer(5000.0, quad_segs=16)],
+        crs=UTM,
+    )
+    zones = pd.concat([disks, off], ignore_index=True)
+    cells = cells_under(zones, size)
+    fast = zone_weights(zones, cells, size).toarray()
+    slow = overlap_weights(zones, cells).toarray()
+    assert fast.shape == slow.shape == (len(zones), len(cells))
+    assert np.allclose(fast, slow, rtol=0, atol=1e-9)
+    # each disk's shares add up to its area in cells (a 64-gon, a little under pi r²)
+    area = shapely.area(zones.geometry.values) / size**2
+    assert np.allclose(fast.sum(axis=1), area, rtol=1e-9)
