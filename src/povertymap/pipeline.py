@@ -16,12 +16,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import geopandas as gpd
 import pandas as pd
 
 from povertymap.config import StudyAreaConfig, TargetingSettings
 from povertymap.engine.base import Engine, ProgressCallback, get_engine
 from povertymap.errors import ConfigError
-from povertymap.estimate.stage import estimate_areas
+from povertymap.estimate.stage import EstimateResult, estimate_areas
 from povertymap.features.build import cell_facts, compute_features
 from povertymap.features.imagery import imagery_coverage
 from povertymap.io.survey import read_registry
@@ -55,7 +56,15 @@ from povertymap.target.stage import evaluate_plan, make_plan, plan_summary
 from povertymap.timing import Timer
 from povertymap.truth import read_truth, score_map
 
-__all__ = ["RunResult", "evaluate", "predict", "run", "target"]
+__all__ = [
+    "RunResult",
+    "evaluate",
+    "map_accuracy",
+    "map_and_estimate",
+    "predict",
+    "run",
+    "target",
+]
 
 
 @dataclass(frozen=True)
@@ -103,38 +112,9 @@ def run(
             log_dir=folder / "logs",
         )
         t = model.training_
-        assert t.features.cells is not None and t.features.cell_facts is not None  # for_map
-        rng = model.rng()
-        with timer.stage("rollout"):
-            cells, cell_estimates = model.map_cells(
-                area, t.features.cell_facts, t.features.cells, rng=rng
-            )
-        households = survey_households(area)
-        if households is not None:  # small-area estimation needs independent maps
-            with timer.stage("out_of_area"):
-                cells["pred_out_of_area"] = _out_of_area(model, area, t, cells, engine, progress)
-        with timer.stage("estimate"):
-            estimates = estimate_areas(
-                estimation_cells(cells, "raw_estimate"),
-                cell_estimates,
-                model.cell_estimator_,
-                households,
-                estimation_clusters(area).reset_index(),
-                estimation_admin(area),
-                rng=rng,
-            )
-        metrics: dict[str, Any] = {
-            "cv": {**t.cv.metrics, **map_accuracy(estimates.metrics)},
-            "target": cfg.survey.target,
-            "n_clusters": len(t.oof),
-            "n_cells": len(cells),
-            "population": float(cells["population"].sum()),
-            "estimate": estimates.metrics,
-            "urban_cells": t.features.urban_rule.summary() if t.features.urban_rule else None,
-            "poverty_line": {"value": model.line_, "given": cfg.poverty_line},
-            "imagery": imagery_coverage(t.features.cells),
-            "sources": describe_sources(area),
-        }
+        cells, estimates, metrics = map_and_estimate(
+            model, area, t, engine=engine, progress=progress, timer=timer
+        )
         plan = evaluation = None
         if "poverty_rate" in cells or cfg.targeting.rank_by == "estimate":
             with timer.stage("targeting"):
@@ -184,6 +164,55 @@ def _out_of_area(
         engine=engine,
         progress=progress,
     )
+
+
+def map_and_estimate(
+    model: MappingModel,
+    area: StudyArea,
+    t: Training,
+    *,
+    engine: Engine,
+    progress: ProgressCallback | None = None,
+    timer: Timer | None = None,
+) -> tuple[gpd.GeoDataFrame, EstimateResult, dict[str, Any]]:
+    """The map of a fitted model's training area, its area estimates and the run's
+    metrics (before targeting and truth): the steps after fitting that ``run`` and the
+    DVC pipeline's estimate stage share."""
+    timer = timer or Timer()
+    assert t.features.cells is not None and t.features.cell_facts is not None  # for_map
+    rng = model.rng()
+    with timer.stage("rollout"):
+        cells, cell_estimates = model.map_cells(
+            area, t.features.cell_facts, t.features.cells, rng=rng
+        )
+    households = survey_households(area)
+    if households is not None:  # small-area estimation needs independent maps
+        with timer.stage("out_of_area"):
+            cells["pred_out_of_area"] = _out_of_area(model, area, t, cells, engine, progress)
+    with timer.stage("estimate"):
+        estimates = estimate_areas(
+            estimation_cells(cells, "raw_estimate"),
+            cell_estimates,
+            model.cell_estimator_,
+            households,
+            estimation_clusters(area).reset_index(),
+            estimation_admin(area),
+            rng=rng,
+        )
+    cfg = area.config
+    metrics: dict[str, Any] = {
+        "cv": {**t.cv.metrics, **map_accuracy(estimates.metrics)},
+        "target": cfg.survey.target,
+        "n_clusters": len(t.oof),
+        "n_cells": len(cells),
+        "population": float(cells["population"].sum()),
+        "estimate": estimates.metrics,
+        "urban_cells": t.features.urban_rule.summary() if t.features.urban_rule else None,
+        "poverty_line": {"value": model.line_, "given": cfg.poverty_line},
+        "imagery": imagery_coverage(t.features.cells),
+        "sources": describe_sources(area),
+    }
+    return cells, estimates, metrics
 
 
 def map_accuracy(estimate_metrics: dict[str, Any]) -> dict[str, Any]:

@@ -23,13 +23,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from povertymap.engine.base import Engine, ProgressCallback
 from povertymap.errors import ConfigError
-from povertymap.features.zonal import RasterFeatureBlock, ZonalSpec, ratio, zone_sums
+from povertymap.features.zonal import RasterFeatureBlock, ZonalSpec, ratio
 from povertymap.io.raster import ImagerySource, RasterSource, open_imagery, radiometry
 
 if TYPE_CHECKING:
@@ -252,30 +250,11 @@ class ImageryFeatures(RasterFeatureBlock):
                     out[f"img_ndvi_q{round(q * 100):02d}"] = values
         return out
 
-    def transform(
-        self,
-        area: StudyArea,
-        zones: gpd.GeoDataFrame,
-        *,
-        engine: Engine,
-        progress: ProgressCallback | None = None,
-    ) -> pd.DataFrame:
-        """Features of the block for ``zones``, from the imagery with its radiometry."""
-        source = dataclasses.replace(imagery_of(area), extent_band=True)
-        sums = zone_sums(
-            area,
-            self._cache_key(),
-            source,
-            self.spec(source),
-            zones,
-            engine=engine,
-            progress=progress,
-        )
-        out = self.finish(sums, zones.geometry.area.to_numpy() / 1e6)
-        out.index = zones.index
-        return out
+    def source(self, area: StudyArea) -> RasterSource:
+        """The imagery with its radiometry, and the band of its extent."""
+        return dataclasses.replace(imagery_of(area), extent_band=True)
 
-    def _cache_key(self) -> str:
+    def cache_key(self) -> str:
         """Key of the cell sums in ``area.cache``: one per set of parameters."""
         params: dict[str, Any] = {
             "cloud_min": self.cloud_min,

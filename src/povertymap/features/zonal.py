@@ -314,6 +314,15 @@ class RasterFeatureBlock(FeatureBlock):
         """Needs the raster this block reads."""
         return self.raster in area.rasters
 
+    def source(self, area: StudyArea) -> RasterSource:
+        """The raster this block reads, as the study area opened it."""
+        return area.rasters[self.raster]
+
+    def cache_key(self) -> str:
+        """Key of the block's cell sums in ``area.cache`` (one per set of parameters that
+        change the layers)."""
+        return f"cell-sums:{self.name}"
+
     @abstractmethod
     def spec(self, source: RasterSource) -> ZonalSpec:
         """The additive layers of this block for ``source``."""
@@ -331,10 +340,10 @@ class RasterFeatureBlock(FeatureBlock):
         progress: ProgressCallback | None = None,
     ) -> pd.DataFrame:
         """Features of the block for ``zones``."""
-        source = area.rasters[self.raster]
+        source = self.source(area)
         sums = zone_sums(
             area,
-            f"cell-sums:{self.name}",
+            self.cache_key(),
             source,
             self.spec(source),
             zones,

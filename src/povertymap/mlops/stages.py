@@ -128,20 +128,13 @@ def estimate(cfg: StudyAreaConfig, workdir: Path, truth: Path | None) -> None:
     """Map, out-of-area predictions and area estimates: cells, admin, ``metrics.json``."""
     import pandas as pd
 
-    from povertymap.estimate.stage import estimate_areas
-    from povertymap.features.imagery import imagery_coverage
     from povertymap.io.artifacts import read_pickle, write_pickle
     from povertymap.io.writers import write_json, write_table, write_vector
     from povertymap.mapping import (
         MappingModel,
         Training,
-        estimation_admin,
-        estimation_cells,
-        estimation_clusters,
     )
-    from povertymap.pipeline import _out_of_area, map_accuracy
-    from povertymap.report import describe_sources
-    from povertymap.runplan import survey_households
+    from povertymap.pipeline import map_and_estimate
     from povertymap.truth import read_truth, score_map
 
     area = _area(cfg)
@@ -149,32 +142,7 @@ def estimate(cfg: StudyAreaConfig, workdir: Path, truth: Path | None) -> None:
     saved = read_pickle(workdir / TRAINING)
     model = MappingModel.load(workdir / MODEL)
     t = Training(fs, saved["cv"], saved["oof"])
-    rng = model.rng()
-    cells, cell_estimates = model.map_cells(area, fs.cell_facts, fs.cells, rng=rng)
-    households = survey_households(area)
-    if households is not None:
-        cells["pred_out_of_area"] = _out_of_area(model, area, t, cells, _engine(cfg), None)
-    estimates = estimate_areas(
-        estimation_cells(cells, "raw_estimate"),
-        cell_estimates,
-        model.cell_estimator_,
-        households,
-        estimation_clusters(area).reset_index(),
-        estimation_admin(area),
-        rng=rng,
-    )
-    metrics: dict[str, Any] = {
-        "cv": {**t.cv.metrics, **map_accuracy(estimates.metrics)},
-        "target": cfg.survey.target,
-        "n_clusters": len(t.oof),
-        "n_cells": len(cells),
-        "population": float(cells["population"].sum()),
-        "estimate": estimates.metrics,
-        "urban_cells": fs.urban_rule.summary() if fs.urban_rule else None,
-        "poverty_line": {"value": model.line_, "given": cfg.poverty_line},
-        "imagery": imagery_coverage(fs.cells),
-        "sources": describe_sources(area),
-    }
+    cells, estimates, metrics = map_and_estimate(model, area, t, engine=_engine(cfg))
     if truth is not None:
         references = tuple(n for n in model.estimators_ if n != "model")
         metrics["truth"] = score_map(cells, estimates, read_truth(truth), references)

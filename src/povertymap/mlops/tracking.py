@@ -21,6 +21,7 @@ import math
 import os
 import re
 import subprocess
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,14 +55,16 @@ def import_mlflow() -> ModuleType:
     """MLflow, imported with its telemetry off (``MLFLOW_DISABLE_TELEMETRY``)."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from povertymap._options import require
 
     mlflow = require("mlflow")
-    logging_names = ("mlflow", "alembic")
     import logging
 
-    for name in logging_names:  # schema migrations of a new store print at INFO
-        logging.getLogger(name).setLevel(logging.WARNING)
+    # schema migrations of a new store print at INFO; pyfunc warns of pickling
+    levels = {"mlflow": logging.WARNING, "alembic": logging.WARNING, "mlflow.pyfunc": logging.ERROR}
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
     return mlflow
 
 
@@ -249,11 +252,15 @@ def _log_model(mlflow: ModuleType, run: RunDirectory) -> None:
     from povertymap.mlops.pyfunc import MappingPyfunc, signature
 
     model = run.model()
-    mlflow.pyfunc.log_model(
-        name="model",
-        python_model=MappingPyfunc(),
-        artifacts={"model": str(run.path / "model")},
-        signature=signature(model),
-        pip_requirements=[f"povertymap=={__version__}"],
-        tags={RUN_TAG: run.run_id},
-    )
+    # the signature is given, so MLflow's advice about an input example and about
+    # pickled python models is noise on a user's terminal
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        mlflow.pyfunc.log_model(
+            name="model",
+            python_model=MappingPyfunc(),
+            artifacts={"model": str(run.path / "model")},
+            signature=signature(model),
+            pip_requirements=[f"povertymap=={__version__}"],
+            tags={RUN_TAG: run.run_id},
+        )
