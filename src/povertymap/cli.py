@@ -599,7 +599,24 @@ def target(
 @app.command()
 @_user_errors
 def serve(
-    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories; one map each.")],
+    run_dirs: Annotated[
+        list[Path] | None, typer.Argument(help="Run directories; one map each.")
+    ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A registered model to serve and follow, NAME@ALIAS (e.g. demo@champion): "
+            "its map swaps in when the alias moves (extra `mlops`). Repeatable."
+        ),
+    ] = None,
+    runs: Annotated[
+        Path,
+        typer.Option(
+            "--runs",
+            help="Runs folder holding the registered runs and, by default, the store "
+            "(mlflow.db; POVERTYMAP_TRACKING_URI overrides).",
+        ),
+    ] = Path("runs"),
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
@@ -616,14 +633,20 @@ def serve(
     Settings come from POVERTYMAP_* variables (docs/service.md); keys from `povertymap keys`.
 
     Example: povertymap serve runs/demo-20261130T120000Z-1a2b3c --port 8000
+    Example: povertymap serve --model demo@champion --runs runs
     """
     from povertymap._options import require
 
     require("fastapi")
+    from povertymap.serve.commands import model_refs
     from povertymap.serve.commands import serve as run_service
 
+    if not run_dirs and not model:
+        raise typer.BadParameter("give run directories or --model NAME@ALIAS")
+    models = model_refs(model, runs) if model else []
     run_service(
-        run_dirs,
+        run_dirs or [],
+        models=models,
         host=host,
         port=port,
         workers=workers,
@@ -848,22 +871,41 @@ def monitor(
     run_dir: Annotated[Path, typer.Argument(help="The run whose model is monitored.")],
     config: Annotated[Path, typer.Argument(help="Study YAML of the new inputs.")],
     out: Annotated[Path, typer.Option(help="Folder for drift.json and drift.md (new).")],
+    feedback: Annotated[
+        str | None,
+        typer.Option(
+            help="The service's database URL: score the field feedback posted on this "
+            "run's map (POST /v1/feedback) too (extra `serve`)."
+        ),
+    ] = None,
 ) -> None:
     """Drift of new inputs against the model's training data: PSI and KS per feature,
-    embeddings, predictions and, with labels, the error on them.
+    embeddings, predictions and, with labels or field feedback, the error on them.
 
     Example: povertymap monitor runs/demo-20261130T120000Z-1a2b3c round2/study.yaml --out drift
     """
     from povertymap.io.configfile import read_config
     from povertymap.mlops.drift import monitor as monitor_job
+    from povertymap.rundir import open_run
 
-    report = monitor_job(run_dir, read_config(config), out=out)
+    observed = None
+    if feedback:
+        from povertymap._options import require
+
+        require("sqlalchemy")
+        from povertymap.serve.store import feedback_frame
+
+        run = open_run(run_dir)
+        observed = feedback_frame(feedback, str(run.config_data().get("name") or run.run_id))
+    report = monitor_job(run_dir, read_config(config), out=out, feedback=observed)
     s = report.summary
+    fb = report.labels.get("feedback", {})
     _say(
         f"{'DRIFT' if report.drift else 'no drift'}: {s['drifted']} of {s['n_features']} "
         f"features drifted, largest PSI {s['max_psi']:.3f}, prediction PSI "
         f"{report.prediction['psi']:.3f}"
-        + (f", label rmse {report.labels['rmse']:.3f}" if report.labels else "")
+        + (f", label rmse {report.labels['rmse']:.3f}" if "rmse" in report.labels else "")
+        + (f", feedback rmse {fb['rmse']:.3f} (n {fb['n_values']})" if "rmse" in fb else "")
     )
     _say(f"wrote {out / 'drift.json'}")
 
@@ -877,6 +919,13 @@ def retrain(
     truth: Annotated[
         Path | None, typer.Option(help="The new round's truth/ folder (synthetic countries).")
     ] = None,
+    feedback: Annotated[
+        str | None,
+        typer.Option(
+            help="The service's database URL: compare both maps on the field feedback "
+            "posted on the map (extra `serve`)."
+        ),
+    ] = None,
 ) -> None:
     """Train a challenger on the new round, compare it with the champion on the same
     spatial folds, and promote it only if it is better and passes the checks.
@@ -886,9 +935,24 @@ def retrain(
     from povertymap.io.configfile import read_config
     from povertymap.mlops.retrain import retrain as retrain_job
 
+    cfg = read_config(config)
+    observed = None
+    if feedback:
+        from povertymap._options import require
+
+        require("sqlalchemy")
+        from povertymap.serve.store import feedback_frame
+
+        observed = feedback_frame(feedback, cfg.name)
     with _progress() as progress:
         decision = retrain_job(
-            name, read_config(config), runs=runs, uri=_store(runs), truth=truth, progress=progress
+            name,
+            cfg,
+            runs=runs,
+            uri=_store(runs),
+            truth=truth,
+            feedback=observed,
+            progress=progress,
         )
     _say(
         f"{'promoted' if decision.promoted else 'refused'}: challenger r2 "

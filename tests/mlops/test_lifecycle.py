@@ -188,7 +188,7 @@ def test_monitor_flags_round_two_and_not_round_one(
     assert min(f["ks_p"] for f in doc["features"].values()) < 0.01
     assert doc["prediction"]["psi"] > 0.25
     assert doc["labels"]["n"] == 160 and doc["labels"]["rmse"] > 0
-    assert set(doc["gauges"]) >= {"drift", "max_feature_psi", "prediction_psi"}
+    assert set(doc["gauges"]) >= {"detected", "feature_psi_max", "prediction_psi"}
     assert "## Drift" in (out / "drift.md").read_text()
     # the training round against itself: nothing moved
     same = tmp_path / "drift1"
@@ -252,15 +252,33 @@ def test_retrain_promotes_a_better_challenger_and_refuses_shuffled_labels(
         == "refused"
     )
 
-    # the real challenger, trained on round 2
-    decision = retrain("tiny", cfg2, runs=runs, uri=uri, truth=rounds["truth2"])
+    # the real challenger, trained on round 2, also judged on field feedback: round 2's
+    # true cell means at 60 populated cells, placed at the cells' centres
+    from povertymap.truth import TRUE_MEAN
+
+    truth = read_truth(rounds["truth2"])
+    cells = open_run(champion_run).cells()
+    picked = truth["cells"].loc[truth["cells"]["population"] > 0].index.intersection(cells.index)
+    picked = picked[:: max(1, len(picked) // 60)][:60]
+    centres = cells.loc[picked].geometry.centroid.to_crs("EPSG:4326")
+    feedback = pd.DataFrame(
+        {
+            "lon": centres.x.to_numpy(),
+            "lat": centres.y.to_numpy(),
+            "value": truth["cells"].loc[picked, TRUE_MEAN].to_numpy(),
+            "poor": None,
+        }
+    )
+    decision = retrain("tiny", cfg2, runs=runs, uri=uri, truth=rounds["truth2"], feedback=feedback)
     assert decision.promoted, decision.reasons
-    assert all(decision.checks.values())
+    assert all(decision.checks.values()) and "feedback" in decision.checks
+    champ_fb, chall_fb = decision.champion["feedback"], decision.challenger["feedback"]
+    assert champ_fb["n_values"] == chall_fb["n_values"] == 60
+    assert any(r.startswith("feedback not worse") for r in decision.reasons)
     assert decision.challenger["r2"] > decision.champion["r2"]
     assert decision.folds == 5
     assert get_version("tiny@champion", uri=uri).version == decision.challenger_version
     # against round 2's truth the retrained map beats the old model's map of round 2
-    truth = read_truth(rounds["truth2"])
     old_map = predict(champion_run, cfg2, runs=tmp_path / "predicted").path
     old = score_cells(open_run(old_map).cells(), truth["cells"], ("estimate",))
     new_run = open_run(runs / decision.challenger_run)
@@ -282,6 +300,8 @@ def test_retrain_promotes_a_better_challenger_and_refuses_shuffled_labels(
                 "shuffled_r2": refused.challenger["r2"],
                 "truth_r2_old_map": old["estimate"]["all"]["r2"],
                 "truth_r2_new_map": new["r2"],
+                "feedback_rmse_old_map": champ_fb["rmse"],
+                "feedback_rmse_new_map": chall_fb["rmse"],
             }
         ),
     )

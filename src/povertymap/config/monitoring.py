@@ -36,6 +36,11 @@ class MonitoringSettings(BaseModel):
         gt=1,
         description="New-label RMSE over the cross-validated RMSE at which the labels say drift.",
     )
+    min_feedback: int = Field(
+        20,
+        ge=1,
+        description="Field feedback points on the map needed before their error can flag drift.",
+    )
     min_gain: float = Field(
         0.0, description="r2 a challenger must gain over the champion on the new folds."
     )

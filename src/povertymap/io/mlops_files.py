@@ -14,7 +14,7 @@ import yaml
 
 from povertymap.errors import InputNotFoundError
 
-__all__ = ["ensure_folder", "is_file", "read_yaml"]
+__all__ = ["drift_report_files", "ensure_folder", "is_file", "read_yaml"]
 
 
 def ensure_folder(path: Path) -> Path:
@@ -38,3 +38,12 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InputNotFoundError(f"{path} is not a YAML mapping", fix="pass a mapping")
     return data
+
+
+def drift_report_files(folder: Path, name: str = "drift.json") -> list[Path]:
+    """The drift reports in ``folder``: its own ``name`` and those of its sub-folders (one
+    per ``povertymap monitor --out``), sorted; none when the folder does not exist."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in [folder / name, *folder.glob(f"*/{name}")] if p.is_file())

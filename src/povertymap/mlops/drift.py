@@ -20,9 +20,11 @@ have, or the prediction has, or the labels' RMSE exceeds ``rmse_ratio`` times th
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import geopandas as gpd
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -42,6 +44,8 @@ __all__ = [
     "DriftReport",
     "cluster_features",
     "drift_report",
+    "feedback_error",
+    "feedback_points",
     "ks_p",
     "monitor",
     "psi",
@@ -143,15 +147,17 @@ class DriftReport:
         }
 
     def gauges(self) -> dict[str, float]:
-        """Figures for a metrics exporter (``povertymap_drift_*``)."""
+        """Figures for the service's ``povertymap_drift_*`` gauges (the suffixes)."""
         out = {
-            "drift": float(self.drift),
-            "drifted_feature_share": float(self.summary["drifted_share"]),
-            "max_feature_psi": float(self.summary["max_psi"]),
+            "detected": float(self.drift),
+            "feature_share": float(self.summary["drifted_share"]),
+            "feature_psi_max": float(self.summary["max_psi"]),
             "prediction_psi": float(self.prediction.get("psi", float("nan"))),
         }
-        if "rmse" in self.labels:
-            out["label_rmse"] = float(self.labels["rmse"])
+        if "rmse_ratio" in self.labels:
+            out["label_rmse_ratio"] = float(self.labels["rmse_ratio"])
+        if "rmse_ratio" in self.labels.get("feedback", {}):
+            out["feedback_rmse_ratio"] = float(self.labels["feedback"]["rmse_ratio"])
         return out
 
 
@@ -161,13 +167,15 @@ def drift_report(
     new: pd.DataFrame,
     *,
     labels: pd.Series | None = None,
+    feedback: dict[str, Any] | None = None,
     cv_rmse: float | None = None,
     settings: MonitoringSettings | None = None,
 ) -> DriftReport:
     """Compare the new cluster features ``new`` with the training ``reference``.
 
-    ``labels`` (indexed like ``new``) are the new survey's targets; ``cv_rmse`` is the
-    model's cross-validated RMSE to judge their error against.
+    ``labels`` (indexed like ``new``) are the new survey's targets; ``feedback`` is the
+    :func:`feedback_error` of the field observations; ``cv_rmse`` is the model's
+    cross-validated RMSE to judge their error against.
     """
     s = settings or MonitoringSettings()
     features: dict[str, dict[str, Any]] = {}
@@ -227,6 +235,8 @@ def drift_report(
             label_report["cv_rmse"] = float(cv_rmse)
             label_report["rmse_ratio"] = label_report["rmse"] / cv_rmse
             label_report["drift"] = bool(label_report["rmse_ratio"] >= s.rmse_ratio)
+    if feedback:
+        label_report["feedback"] = feedback
     share = float(np.mean([f["drift"] for f in features.values()])) if features else 0.0
     psis = [f["psi"] for f in features.values() if np.isfinite(f["psi"])]
     top = sorted(features, key=lambda k: -np.nan_to_num(features[k]["psi"]))[:10]
@@ -240,8 +250,77 @@ def drift_report(
         "n_new": len(new),
         "thresholds": s.model_dump(),
     }
-    drift = bool(share >= s.drifted_share or prediction["drift"] or label_report.get("drift"))
+    drift = bool(
+        share >= s.drifted_share
+        or prediction["drift"]
+        or label_report.get("drift")
+        or (feedback or {}).get("drift")
+    )
     return DriftReport(drift, features, embeddings, prediction, label_report, summary)
+
+
+def feedback_points(cells: gpd.GeoDataFrame, feedback: pd.DataFrame) -> pd.DataFrame:
+    """The field observations (``lon``/``lat`` in WGS 84, ``value``, ``poor``), one row
+    each in their order, with the ``estimate`` and ``poverty_rate`` of the cell each falls
+    in and ``on_map`` (False, with missing map values, for a point outside every cell)."""
+    points = gpd.GeoDataFrame(
+        feedback.reset_index(drop=True),
+        geometry=gpd.points_from_xy(feedback["lon"], feedback["lat"]),
+        crs="EPSG:4326",
+    ).to_crs(cells.crs)
+    keep = [c for c in ("estimate", "poverty_rate") if c in cells]
+    target = cells[[*keep, "geometry"]].reset_index(drop=True)  # joined as ``index_right``
+    hit = gpd.sjoin(points, target, predicate="within", how="left")
+    hit = hit[~hit.index.duplicated(keep="first")]  # a point on a shared edge: one cell
+    out = pd.DataFrame(hit.drop(columns=["geometry", "index_right"]))
+    out["on_map"] = hit["index_right"].notna().to_numpy()
+    return out
+
+
+def feedback_error(
+    cells: gpd.GeoDataFrame,
+    feedback: pd.DataFrame,
+    *,
+    cv_rmse: float | None = None,
+    settings: MonitoringSettings | None = None,
+) -> dict[str, Any]:
+    """The map's error on field observations (``value`` on the map's index scale and/or
+    ``poor``), each point scored against the cell it falls in (:func:`feedback_points`).
+    Points off the map are counted (``n_off_map``), never silently dropped. Values give
+    the RMSE and bias (and their ratio to the CV RMSE, which flags drift from
+    ``min_feedback`` points on); poor/non-poor flags give the Brier score of the cells'
+    poverty rates and the observed against the mapped share poor."""
+    s = settings or MonitoringSettings()
+    hit = feedback_points(cells, feedback)
+    on_map = hit["on_map"].to_numpy()
+    out: dict[str, Any] = {
+        "source": "field feedback",
+        "n": len(feedback),
+        "n_on_map": int(on_map.sum()),
+        "n_off_map": int((~on_map).sum()),
+    }
+    values = hit[on_map & hit["value"].notna().to_numpy()]
+    out["n_values"] = len(values)
+    if len(values):
+        err = values["estimate"].to_numpy(float) - values["value"].to_numpy(float)
+        out["rmse"] = float(np.sqrt(np.mean(err**2)))
+        out["bias"] = float(np.mean(err))
+        if cv_rmse:
+            out["cv_rmse"] = float(cv_rmse)
+            out["rmse_ratio"] = out["rmse"] / float(cv_rmse)
+            out["drift"] = bool(len(values) >= s.min_feedback and out["rmse_ratio"] >= s.rmse_ratio)
+            if len(values) < s.min_feedback:
+                out["note"] = f"fewer than {s.min_feedback} values: too few to flag drift"
+    if "poverty_rate" in hit:
+        flags = hit[on_map & hit["poor"].notna().to_numpy()]
+        out["n_poor"] = len(flags)
+        if len(flags):
+            poor = flags["poor"].astype(float).to_numpy()
+            rate = flags["poverty_rate"].to_numpy(float)
+            out["brier"] = float(np.mean((poor - rate) ** 2))
+            out["observed_poor_share"] = float(poor.mean())
+            out["mapped_poor_share"] = float(rate.mean())
+    return out
 
 
 def report_section(report: DriftReport) -> str:
@@ -269,7 +348,24 @@ def report_section(report: DriftReport) -> str:
             f"\nEmbedding `{block}` ({e['dims']} dims): mean PSI {e['mean_psi']:.3f}, "
             f"{e['drifted_share']:.0%} drifted, mean shift {e['mean_shift_sd']:.2f} sd."
         )
-    if report.labels:
+    fb = report.labels.get("feedback")
+    if fb:
+        lines.append(
+            f"\nField feedback: {fb['n']} points, {fb['n_on_map']} on the map"
+            + (
+                f"; {fb['n_values']} with a value: rmse {fb['rmse']:.3f}, bias {fb['bias']:+.3f}"
+                if fb.get("n_values")
+                else ""
+            )
+            + (f" ({fb['rmse_ratio']:.2f} x the CV rmse)" if "rmse_ratio" in fb else "")
+            + (
+                f"; {fb['n_poor']} poor/non-poor: Brier score {fb['brier']:.3f}"
+                if fb.get("n_poor")
+                else ""
+            )
+            + (f". {fb['note']}" if fb.get("note") else "")
+        )
+    if "n" in report.labels:
         lab = report.labels
         lines.append(
             f"\nLabels ({lab.get('source')}, n {lab.get('n', 0):.0f}): r2 {lab.get('r2', 0):.3f}, "
@@ -280,9 +376,15 @@ def report_section(report: DriftReport) -> str:
 
 
 def monitor(
-    run_dir: Path, cfg: StudyAreaConfig, *, out: Path, settings: MonitoringSettings | None = None
+    run_dir: Path,
+    cfg: StudyAreaConfig,
+    *,
+    out: Path,
+    settings: MonitoringSettings | None = None,
+    feedback: pd.DataFrame | None = None,
 ) -> DriftReport:
-    """Compare the study ``cfg`` (new inputs) with the model of ``run_dir``; write
+    """Compare the study ``cfg`` (new inputs) with the model of ``run_dir``, and score the
+    field ``feedback`` (``lon``, ``lat``, ``value``, ``poor``) against the run's map; write
     ``drift.json`` and ``drift.md`` into the new folder ``out`` (atomically)."""
     from povertymap.engine.base import get_engine
     from povertymap.io.artifacts import read_table
@@ -300,18 +402,18 @@ def monitor(
     new = cluster_features(model, area, engine=engine)
     labels = area.clusters.get("target", None)
     cv_rmse = run.metrics().get("cv", {}).get("rmse") if run.has("metrics.json") else None
+    s = settings or cfg.monitoring
+    scored = None
+    if feedback is not None and len(feedback):
+        scored = feedback_error(run.cells(), feedback, cv_rmse=cv_rmse, settings=s)
     report = drift_report(
-        model,
-        reference,
-        new,
-        labels=labels,
-        cv_rmse=cv_rmse,
-        settings=settings or cfg.monitoring,
+        model, reference, new, labels=labels, feedback=scored, cv_rmse=cv_rmse, settings=s
     )
     document = {
         **report.as_dict(),
         "model_run": run.run_id,
         "new_study": cfg.name,
+        "written": time.time(),
         "gauges": report.gauges(),
     }
     with atomic_directory(out) as tmp:

@@ -9,7 +9,9 @@
 - :func:`rollback`: give the alias back to the previous holder (and pop the history).
 - :func:`list_models`: every registered model, version, alias and headline figure.
 - :func:`model_folder`: the ``model/`` folder of ``NAME@ALIAS`` or ``NAME/VERSION``,
-  downloaded from the store, for :meth:`MappingModel.load` (the service's registry source).
+  downloaded from the store, for :meth:`MappingModel.load` (the champion in ``retrain``).
+- :func:`served_run`: the run directory of ``NAME@ALIAS``, which the service serves (the
+  map, its tiles and its model come from the run that made the version).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 from povertymap.errors import InputError
 from povertymap.mlops.tracking import RUN_TAG, find_mlflow_run, log_run, run_tags, use_store
-from povertymap.rundir import open_run
+from povertymap.rundir import MANIFEST, open_run
 
 __all__ = [
     "ModelVersionInfo",
@@ -31,9 +33,12 @@ __all__ = [
     "promote",
     "register",
     "rollback",
+    "served_run",
 ]
 
 HISTORY_TAG = "povertymap.alias_history"
+#: Version tag: the absolute path of the run directory the version was registered from.
+RUN_DIR_TAG = "povertymap.run_dir"
 
 
 class RegistryError(InputError):
@@ -83,6 +88,7 @@ def register(run_dir: Path, name: str, *, uri: str) -> ModelVersionInfo:
     cv = card["evaluation"]["overall"]
     tags = {
         **run_tags(run),
+        RUN_DIR_TAG: str(run.path.resolve()),
         "model_card": card_markdown(card),
         "model_card.json": json.dumps(card, default=str),
         "povertymap.cv_r2": "" if cv["r2"] is None else f"{cv['r2']:.6g}",
@@ -222,3 +228,27 @@ def model_folder(ref: str, *, uri: str, dst: Path) -> Path:
     if not is_file(root / "MLmodel"):  # some stores download into <dst>/<artifact path>
         root = root / "model"
     return root / "artifacts" / "model"
+
+
+def served_run(ref: str, *, uri: str, runs: Path | None = None) -> tuple[ModelVersionInfo, Path]:
+    """The version ``ref`` (``NAME@ALIAS`` or ``NAME/VERSION``) and its run directory.
+
+    The run directory is looked up by the version's run id under ``runs`` first (the
+    runs folder the service is given: a shared volume in a deployment, where the path
+    the version was registered from may not exist), then at the registered path.
+    Raises :class:`RegistryError` when neither holds that run.
+    """
+    version = get_version(ref, uri=uri)
+    candidates = [Path(runs) / version.run_id] if runs is not None and version.run_id else []
+    if version.tags.get(RUN_DIR_TAG):
+        candidates.append(Path(version.tags[RUN_DIR_TAG]))
+    from povertymap.io.mlops_files import is_file
+
+    for path in candidates:
+        if is_file(path / MANIFEST) and open_run(path).run_id == version.run_id:
+            return version, path
+    raise RegistryError(
+        f"version {version.version} of {version.name!r} comes from run {version.run_id!r}, "
+        "which is in neither the runs folder nor the path it was registered from",
+        fix="serve with --runs set to the folder that holds that run directory",
+    )

@@ -17,7 +17,11 @@ to ``champion`` only when every check passes:
   (the synthetic truth when given, population-weighted as the conformal guarantee is;
   otherwise the new clusters' out-of-fold residuals against its conformal half-widths);
 - **disclosure**: its disclosure gate held (no admin area published with a coefficient of
-  variation above the suppression threshold; the public outputs exist).
+  variation above the suppression threshold; the public outputs exist);
+- **feedback** (when field feedback is given): the challenger's map is not significantly
+  further from the field observations than the champion's map, the one served now (a
+  one-sided paired t-test of the squared errors of the cell estimates at the same points,
+  refused at p below ``skill_alpha``), judged once ``min_feedback`` points fall on both.
 
 Every decision (promoted or refused, with its reasons and figures) is logged to MLflow as
 a run of the experiment ``<name>-retrain`` and as tags on the challenger's version.
@@ -155,6 +159,44 @@ def _disclosure_check(run: RunDirectory) -> tuple[bool, str]:
     )
 
 
+def _feedback_check(
+    champion: pd.DataFrame | None,
+    challenger: pd.DataFrame,
+    *,
+    min_feedback: int,
+    alpha: float,
+) -> tuple[bool, str]:
+    """Whether the challenger's map is not significantly worse on the field feedback than
+    the champion's; both are :func:`~povertymap.mlops.drift.feedback_points` frames of the
+    same observations."""
+    from scipy import stats
+
+    if champion is None:
+        return (
+            True,
+            "feedback: the champion's run directory is not in the runs folder; not compared",
+        )
+    both = (
+        champion["on_map"].to_numpy()
+        & challenger["on_map"].to_numpy()
+        & challenger["value"].notna().to_numpy()
+    )
+    n = int(both.sum())
+    if n < min_feedback:
+        return True, f"feedback: {n} values on both maps, fewer than {min_feedback}; not judged"
+    value = challenger["value"].to_numpy(float)[both]
+    sq_chall = (challenger["estimate"].to_numpy(float)[both] - value) ** 2
+    sq_champ = (champion["estimate"].to_numpy(float)[both] - value) ** 2
+    p = float(stats.ttest_rel(sq_chall, sq_champ, alternative="greater").pvalue)
+    p = 1.0 if not np.isfinite(p) else p  # identical errors: no evidence of worse
+    ok = p >= alpha
+    return ok, (
+        f"feedback {'not worse' if ok else 'worse'}: rmse {np.sqrt(sq_chall.mean()):.3f} vs "
+        f"champion {np.sqrt(sq_champ.mean()):.3f} on {n} field values (one-sided paired p "
+        f"{p:.3g}, refused below {alpha:g})"
+    )
+
+
 def gate(
     champion: dict[str, Any],
     challenger: dict[str, Any],
@@ -163,6 +205,7 @@ def gate(
     *,
     min_gain: float,
     skill_alpha: float = 0.05,
+    feedback: tuple[bool, str] | None = None,
 ) -> tuple[bool, dict[str, bool], list[str]]:
     """The decision: promote only when better, skilled and both checks pass; with reasons.
 
@@ -194,6 +237,9 @@ def gate(
         "coverage": coverage[0],
         "disclosure": disclosure[0],
     }
+    if feedback is not None:
+        checks["feedback"] = feedback[0]
+        reasons.append(feedback[1])
     return all(checks.values()), checks, reasons
 
 
@@ -216,12 +262,14 @@ def retrain(
     uri: str,
     truth: Path | None = None,
     challenger_run: Path | None = None,
+    feedback: pd.DataFrame | None = None,
     progress: ProgressCallback | None = None,
 ) -> RetrainDecision:
-    """Challenge ``name@champion`` with a model of the new round ``cfg`` (module doc)."""
+    """Challenge ``name@champion`` with a model of the new round ``cfg`` (module doc);
+    ``feedback`` holds field observations (``lon``, ``lat``, ``value``, ``poor``)."""
     from povertymap.engine.base import get_engine
-    from povertymap.mlops.drift import cluster_features
-    from povertymap.mlops.registry import promote, register
+    from povertymap.mlops.drift import cluster_features, feedback_error, feedback_points
+    from povertymap.mlops.registry import RegistryError, promote, register, served_run
     from povertymap.mlops.tracking import log_run, use_store
     from povertymap.pipeline import run as run_job
     from povertymap.studyarea import load_study_area
@@ -237,6 +285,20 @@ def retrain(
     new_X = cluster_features(champion, area, engine=engine)
     champ_scores, chall_scores, folds = compare_on_folds(champion, challenger, new_X, labels)
     s = cfg.monitoring
+    feedback_check = None
+    if feedback is not None and len(feedback):
+        chall_scores["feedback"] = feedback_error(challenger.cells(), feedback, settings=s)
+        chall_points = feedback_points(challenger.cells(), feedback)
+        try:
+            _, champion_dir = served_run(f"{name}/{champion_version}", uri=uri, runs=runs)
+            champion_cells = open_run(champion_dir).cells()
+            champ_scores["feedback"] = feedback_error(champion_cells, feedback, settings=s)
+            champ_points = feedback_points(champion_cells, feedback)
+        except RegistryError:
+            champ_points = None
+        feedback_check = _feedback_check(
+            champ_points, chall_points, min_feedback=s.min_feedback, alpha=s.skill_alpha
+        )
     promoted, checks, reasons = gate(
         champ_scores,
         chall_scores,
@@ -244,6 +306,7 @@ def retrain(
         _disclosure_check(challenger),
         min_gain=s.min_gain,
         skill_alpha=s.skill_alpha,
+        feedback=feedback_check,
     )
     log_run(challenger, uri=uri)
     version = register(challenger.path, name, uri=uri)

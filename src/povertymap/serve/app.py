@@ -4,12 +4,14 @@
 loaded maps), connects the database, and wires the routes, the web map (``/``, see
 :mod:`~.page`), the error table, CORS for the configured origins only, and
 :class:`~.middleware.ServiceMiddleware`. :func:`build_app`
-loads run directories first (what ``povertymap serve`` calls).
+loads run directories and registry models first (what ``povertymap serve`` calls); the
+app's :class:`~.watch.Watcher` follows registry aliases and drift reports while it runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,7 @@ from povertymap.serve.routes import maps as map_routes
 from povertymap.serve.schemas import FeatureCollection
 from povertymap.serve.settings import ServeSettings
 from povertymap.serve.store import connect
+from povertymap.serve.watch import ModelRef, Watcher
 
 __all__ = ["build_app", "create_app", "load_maps"]
 
@@ -163,13 +166,29 @@ def create_app(
     settings: ServeSettings | None = None,
     maps: MapRegistry | Iterable[LoadedMap] = (),
     *,
+    models: Mapping[str, ModelRef] | None = None,
     access_log: bool | None = None,
 ) -> FastAPI:
-    """The service over ``maps`` with ``settings`` (default: from the environment)."""
+    """The service over ``maps`` with ``settings`` (default: from the environment);
+    ``models`` names the maps that follow a registry alias (map name -> reference)."""
     settings = settings or ServeSettings()
     registry = maps if isinstance(maps, MapRegistry) else MapRegistry(list(maps))
     metrics = ServiceMetrics()
     registry.attach(metrics)
+    watcher = Watcher(
+        registry,
+        metrics,
+        models=models,
+        drift_dir=Path(settings.drift_dir) if settings.drift_dir else None,
+        interval=settings.registry_poll_seconds,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        watcher.start()
+        yield
+        watcher.stop()
+
     engine = connect(settings.database_url)
     service = Service(
         settings=settings,
@@ -190,8 +209,10 @@ def create_app(
             {"name": "analysis", "description": "Targeting, prediction and feedback (analyst)."},
             {"name": "admin", "description": "Reload and audit (admin)."},
         ],
+        lifespan=lifespan,
     )
     app.state.service = service
+    app.state.watcher = watcher
     for router in (health.router, map_routes.router, analysis.router, admin.router):
         app.include_router(router)
     install_page(app, settings)
@@ -231,7 +252,16 @@ def load_maps(run_dirs: Sequence[str | Path], settings: ServeSettings) -> MapReg
     return MapRegistry(maps, loader=loader)
 
 
-def build_app(run_dirs: Sequence[str | Path], settings: ServeSettings | None = None) -> Any:
-    """Load ``run_dirs`` and build the app (the ``povertymap serve`` entry point)."""
+def build_app(
+    run_dirs: Sequence[str | Path],
+    settings: ServeSettings | None = None,
+    models: Sequence[ModelRef] = (),
+) -> Any:
+    """Load ``run_dirs`` and the run directory of each registry model (the version its
+    alias names now), and build the app (the ``povertymap serve`` entry point)."""
     settings = settings or ServeSettings()
-    return create_app(settings, load_maps(run_dirs, settings))
+    resolved = [ref.resolve()[1] for ref in models]
+    registry = load_maps([*run_dirs, *resolved], settings)
+    by_path = {m.run.path.resolve(): m.name for m in registry.all()}
+    following = {by_path[p.resolve()]: ref for p, ref in zip(resolved, models, strict=True)}
+    return create_app(settings, registry, models=following)

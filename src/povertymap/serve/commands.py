@@ -2,7 +2,8 @@
 
 ``serve`` hands uvicorn an app factory (:func:`factory`) by import string, so
 ``--workers N`` starts N processes that each load the runs named in
-``POVERTYMAP_SERVE_RUNS`` (set by :func:`serve`). Each worker keeps its own rate-limit
+``POVERTYMAP_SERVE_RUNS`` and the registry models in ``POVERTYMAP_SERVE_MODELS`` (both
+set by :func:`serve`). Each worker keeps its own rate-limit
 buckets and tile cache; keys, audit rows and feedback are shared through the database.
 """
 
@@ -18,10 +19,20 @@ from povertymap.serve.audit import AuditLog, Verification
 from povertymap.serve.auth import KeyRecord, KeyStore, Role
 from povertymap.serve.settings import ServeSettings
 from povertymap.serve.store import connect
+from povertymap.serve.watch import ModelRef
 
-__all__ = ["create_key", "factory", "list_keys", "revoke_key", "serve", "verify_audit"]
+__all__ = [
+    "create_key",
+    "factory",
+    "list_keys",
+    "model_refs",
+    "revoke_key",
+    "serve",
+    "verify_audit",
+]
 
 RUNS_ENV = "POVERTYMAP_SERVE_RUNS"
+MODELS_ENV = "POVERTYMAP_SERVE_MODELS"
 
 
 def _settings(database_url: str | None) -> ServeSettings:
@@ -30,15 +41,33 @@ def _settings(database_url: str | None) -> ServeSettings:
 
 
 def factory() -> Any:
-    """The app of the runs in ``POVERTYMAP_SERVE_RUNS`` (a JSON list), for uvicorn."""
+    """The app of the runs in ``POVERTYMAP_SERVE_RUNS`` and the registry models in
+    ``POVERTYMAP_SERVE_MODELS`` (JSON lists), for uvicorn."""
     from povertymap.serve.app import build_app
 
-    return build_app(json.loads(os.environ.get(RUNS_ENV, "[]")), ServeSettings())
+    models = [
+        ModelRef(m["ref"], m["uri"], Path(m["runs"]) if m.get("runs") else None)
+        for m in json.loads(os.environ.get(MODELS_ENV, "[]"))
+    ]
+    return build_app(json.loads(os.environ.get(RUNS_ENV, "[]")), ServeSettings(), models)
+
+
+def model_refs(refs: Sequence[str], runs: Path) -> list[ModelRef]:
+    """``NAME@ALIAS`` references in the tracking store of ``runs`` (or the one
+    ``POVERTYMAP_TRACKING_URI`` names), each checked to resolve to a run directory now."""
+    from povertymap.mlops.tracking import tracking_uri
+
+    uri = tracking_uri(runs)
+    out = [ModelRef(ref, uri, Path(runs).resolve()) for ref in refs]
+    for ref in out:
+        ref.resolve()  # an unknown model, alias or missing run fails here, before uvicorn
+    return out
 
 
 def serve(
     run_dirs: Sequence[Path],
     *,
+    models: Sequence[ModelRef] = (),
     host: str = "127.0.0.1",
     port: int = 8000,
     workers: int = 1,
@@ -54,6 +83,9 @@ def serve(
     for path in run_dirs:
         open_run(path)  # a bad path fails here, with the CLI's one-line error
     os.environ[RUNS_ENV] = json.dumps([str(Path(p).resolve()) for p in run_dirs])
+    os.environ[MODELS_ENV] = json.dumps(
+        [{"ref": m.ref, "uri": m.uri, "runs": str(m.runs or "")} for m in models]
+    )
     uvicorn.run(
         "povertymap.serve.commands:factory",
         factory=True,

@@ -51,6 +51,17 @@ class ServeSettings(BaseSettings):
         description="Folders a reload may take run directories from (default: the parents "
         "of the runs served at start).",
     )
+    registry_poll_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="How often a map served from the model registry (`serve --model "
+        "NAME@ALIAS`) checks whether its alias moved, and the drift reports are re-read.",
+    )
+    drift_dir: str | None = Field(
+        None,
+        description="A folder of `povertymap monitor` outputs (each with its drift.json); "
+        "the newest report of each served model is exported as `povertymap_drift_*` gauges.",
+    )
     log_requests: bool = Field(True, description="One JSON log line per request.")
     hsts: bool = Field(
         False, description="Send Strict-Transport-Security (only when served over TLS)."

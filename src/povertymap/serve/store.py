@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from datetime import UTC, datetime
 
+import pandas as pd
 from sqlalchemy import (
     Boolean,
     Column,
@@ -27,7 +28,16 @@ from sqlalchemy.exc import IntegrityError
 
 from povertymap.io.serve_store import open_database
 
-__all__ = ["api_keys", "audit_head", "audit_log", "connect", "feedback", "metadata", "now_iso"]
+__all__ = [
+    "api_keys",
+    "audit_head",
+    "audit_log",
+    "connect",
+    "feedback",
+    "feedback_frame",
+    "metadata",
+    "now_iso",
+]
 
 metadata = MetaData()
 
@@ -104,3 +114,17 @@ def connect(url: str) -> Engine:
         if conn.execute(select(audit_head.c.id)).first() is None:
             conn.execute(insert(audit_head).values(id=1, seq=0, row_hash=GENESIS))
     return engine
+
+
+def feedback_frame(url: str, map_name: str) -> pd.DataFrame:
+    """The field feedback stored for ``map_name`` (``POST /v1/feedback``), oldest first:
+    ``lon``, ``lat``, ``value``, ``poor``, ``source``, ``observed_on``, ``time``."""
+    columns = ("lon", "lat", "value", "poor", "source", "observed_on", "time")
+    query = (
+        select(*(feedback.c[c] for c in columns))
+        .where(feedback.c.map == map_name)
+        .order_by(feedback.c.id)
+    )
+    with connect(url).connect() as conn:
+        rows = conn.execute(query).all()
+    return pd.DataFrame([tuple(r) for r in rows], columns=list(columns))
