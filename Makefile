@@ -21,7 +21,7 @@ $(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev,dl,serve,mlops,e2e]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,dl,spark,serve,mlops,e2e]'
 	touch $@
 
 system-deps:

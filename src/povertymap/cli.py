@@ -369,6 +369,14 @@ def run(
         ),
     ] = False,
     no_track: NoTrackOption = False,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            help="Where kernels run: local or spark (overrides features.engine; the Spark "
+            "master comes from features.spark_master or POVERTYMAP_SPARK_MASTER, default "
+            "local[*]).",
+        ),
+    ] = None,
 ) -> None:
     """Map poverty: features, cross-validated model, map, admin estimates, report.
 
@@ -383,6 +391,14 @@ def run(
     if config is None:
         config, truth = _demo_config()
     cfg = read_config(config)
+    if engine is not None:
+        from povertymap.engine.base import ENGINES
+        from povertymap.errors import ConfigError
+
+        if engine not in ENGINES:
+            raise ConfigError(f"unknown engine {engine!r}", fix=f"use --engine {'|'.join(ENGINES)}")
+        features = cfg.features.model_copy(update={"engine": engine})
+        cfg = cfg.model_copy(update={"features": features})
     with _progress() as progress:
         result = run_job(cfg, runs=runs, truth=truth, compare=compare, progress=progress)
     _headline(result.path, result.metrics)

@@ -283,17 +283,13 @@ class MappingModel:
         """A fresh generator of the estimation's simulations (same seed, same intervals)."""
         return np.random.default_rng(self.random_state)
 
-    def raw_predictions(self, X: pd.DataFrame) -> pd.DataFrame:
+    def raw_predictions(self, X: pd.DataFrame, *, engine: Engine | None = None) -> pd.DataFrame:
         """Every estimator's raw prediction for feature rows ``X`` (``estimate`` for the
-        model, the reference's name for each reference)."""
+        model, the reference's name for each reference); on ``engine`` when it distributes
+        (Spark: the fitted estimators broadcast, chunks of cells as tasks)."""
         X = self._aligned(X)
-        return pd.DataFrame(
-            {
-                ("estimate" if name == "model" else name): rollout.predict_cells(est, X)
-                for name, est in self.estimators_.items()
-            },
-            index=X.index,
-        )
+        models = {("estimate" if n == "model" else n): e for n, e in self.estimators_.items()}
+        return rollout.predict_table(models, X, engine=engine)
 
     def estimate_cells(
         self, cells: gpd.GeoDataFrame, rng: np.random.Generator
@@ -342,14 +338,16 @@ class MappingModel:
         X: pd.DataFrame,
         *,
         rng: np.random.Generator | None = None,
+        engine: Engine | None = None,
     ) -> tuple[gpd.GeoDataFrame, CellEstimates]:
         """The map of ``area``'s grid from its cell facts and cell features ``X``.
 
         ``imagery`` marks the cells with imagery when the model uses it; the others are
         mapped by the no-imagery model. ``rng`` (default: :meth:`rng`) is left where the
-        area step continues it.
+        area step continues it. ``engine`` runs the predictions (see
+        :meth:`raw_predictions`).
         """
-        cells = rollout.map_cells(area, facts, self.raw_predictions(X))
+        cells = rollout.map_cells(area, facts, self.raw_predictions(X, engine=engine))
         imagery = has_imagery(X)
         if imagery is not None:
             cells["imagery"] = imagery.reindex(cells.index).fillna(False).astype(bool)

@@ -20,7 +20,7 @@ import geopandas as gpd
 import pandas as pd
 
 from povertymap.config import StudyAreaConfig, TargetingSettings
-from povertymap.engine.base import Engine, ProgressCallback, get_engine
+from povertymap.engine.base import Engine, ProgressCallback, engine_for
 from povertymap.errors import ConfigError
 from povertymap.estimate.stage import EstimateResult, estimate_areas
 from povertymap.features.build import cell_facts, compute_features
@@ -92,7 +92,7 @@ def run(
     """
     timer = Timer()
     run_id = run_id or new_run_id(cfg.name, cfg.model_dump_json())
-    engine = get_engine(cfg.features.engine, n_jobs=cfg.features.n_jobs)
+    engine = engine_for(cfg.features)
     with timer.stage("load"):
         area = load_study_area(cfg, progress=progress)
         stages = plan_run(area, truth=truth is not None)
@@ -131,7 +131,7 @@ def run(
                     )
                     metrics["truth"]["targeting"] = evaluation.headline
         with timer.stage("write"):
-            write_map(folder, cells, area, estimates, oof=t.oof)
+            write_map(folder, cells, area, estimates, oof=t.oof, partitioned=engine.name == "spark")
             if plan is not None:
                 write_plan(folder, plan, evaluation)
             model.save(folder / "model")
@@ -183,7 +183,7 @@ def map_and_estimate(
     rng = model.rng()
     with timer.stage("rollout"):
         cells, cell_estimates = model.map_cells(
-            area, t.features.cell_facts, t.features.cells, rng=rng
+            area, t.features.cell_facts, t.features.cells, rng=rng, engine=engine
         )
     households = survey_households(area)
     if households is not None:  # small-area estimation needs independent maps
@@ -256,7 +256,7 @@ def evaluate(
     displacement sensitivity with that many draws.
     """
     timer = Timer()
-    engine = get_engine(cfg.features.engine, n_jobs=cfg.features.n_jobs)
+    engine = engine_for(cfg.features)
     with timer.stage("load"):
         area = load_study_area(cfg, progress=progress)
     with timer.stage("features"):
@@ -325,7 +325,7 @@ def predict(
     model = source.model()
     timer = Timer()
     run_id = run_id or new_run_id(f"{cfg.name}-predict", cfg.model_dump_json())
-    engine = get_engine(cfg.features.engine, n_jobs=cfg.features.n_jobs)
+    engine = engine_for(cfg.features)
     with timer.stage("load"):
         area = load_study_area(cfg, progress=progress)
         area.require_admin()
@@ -335,7 +335,7 @@ def predict(
             facts, X = model.cell_features(area, engine=engine, progress=progress)
         with timer.stage("rollout"):
             rng = model.rng()
-            cells, cell_estimates = model.map_cells(area, facts, X, rng=rng)
+            cells, cell_estimates = model.map_cells(area, facts, X, rng=rng, engine=engine)
             estimates = estimate_areas(
                 estimation_cells(cells, "raw_estimate"),
                 cell_estimates,
@@ -345,7 +345,7 @@ def predict(
                 estimation_admin(area),
                 rng=rng,
             )
-        write_map(folder, cells, area, estimates)
+        write_map(folder, cells, area, estimates, partitioned=engine.name == "spark")
         metrics = {
             "model_run": source.run_id,
             "n_cells": len(cells),

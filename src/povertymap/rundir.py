@@ -39,6 +39,7 @@ from povertymap.io.artifacts import (
     read_table,
     read_text,
 )
+from povertymap.io.geoparquet import write_partitioned_geoparquet
 from povertymap.io.vector import read_vector
 from povertymap.io.writers import (
     RasterWriter,
@@ -189,10 +190,18 @@ def write_map(
     estimates: EstimateResult,
     *,
     oof: pd.DataFrame | None = None,
+    partitioned: bool = False,
 ) -> None:
     """The map files of a run: ``cells.parquet``, ``map.tif``, ``admin.gpkg``, ``public/``
-    (what the disclosure gate lets out) and, given, ``oof.csv`` (without coordinates)."""
+    (what the disclosure gate lets out) and, given, ``oof.csv`` (without coordinates).
+
+    ``partitioned`` (the Spark engine's default) adds ``cells/``: the same cells as a
+    GeoParquet dataset partitioned by :func:`cells_partition_key`, for readers that load
+    one region at a time."""
     write_vector(cells, folder / "cells.parquet")
+    if partitioned:
+        keyed, key = cells_partition_key(cells)
+        write_partitioned_geoparquet(keyed, folder / "cells", by=key)
     bands = [b for b in MAP_BANDS if b in cells]
     data, layout = cells_to_raster(cells, bands, area.cell_size)
     with RasterWriter(
@@ -223,6 +232,21 @@ def write_map(
     if oof is not None:
         private = [c for c in ("easting", "northing") if c in oof]
         write_table(oof.drop(columns=private).reset_index(names="cluster_id"), folder / "oof.csv")
+
+
+#: Edge, in cells, of the raster windows that partition a grid without admin-1 areas.
+PARTITION_WINDOW_CELLS = 256
+
+
+def cells_partition_key(cells: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, str]:
+    """``(cells, column)`` to partition a map's cells by: the admin-1 id (``parent_id``)
+    where the boundaries give one, else a raster window of
+    :data:`PARTITION_WINDOW_CELLS` cells a side (column ``window``, ``"<wx>_<wy>"``)."""
+    if "parent_id" in cells and cells["parent_id"].notna().any():
+        return cells, "parent_id"
+    wx = cells["ix"].to_numpy() // PARTITION_WINDOW_CELLS
+    wy = cells["iy"].to_numpy() // PARTITION_WINDOW_CELLS
+    return cells.assign(window=[f"{x}_{y}" for x, y in zip(wx, wy, strict=True)]), "window"
 
 
 def map_tags(estimates: EstimateResult) -> dict[str, str]:

@@ -433,7 +433,10 @@ class FeaturesConfig(_Model):
         default_factory=BufferConfig, description="Cluster buffer radii in metres."
     )
     engine: Literal["local", "spark"] = Field(
-        "local", description="Where kernels run (only local in this version)."
+        "local",
+        description="Where kernels run: local (this process, or n_jobs worker processes) or "
+        "spark (tasks on a Spark cluster or local[N]; needs the spark extra and Java 17). "
+        "The numbers are the same on both.",
     )
     n_jobs: int = Field(
         1,
@@ -442,14 +445,21 @@ class FeaturesConfig(_Model):
         "out-of-area refits (1: run in this process); results are identical whatever the "
         "value.",
     )
+    spark_master: str | None = Field(
+        None,
+        description="Spark master URL for engine: spark (local[2], spark://host:7077, yarn, "
+        "k8s://...). Default: the environment variable POVERTYMAP_SPARK_MASTER, else the "
+        "master spark-submit was given, else local[*]. Inputs must be paths every executor "
+        "can read.",
+    )
 
-    @field_validator("engine")
+    @field_validator("spark_master")
     @classmethod
-    def _engine_exists(cls, value: str) -> str:
-        if value != "local":
+    def _master_not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
             raise ValueError(
-                f"engine {value!r} is not available in this version of povertymap; "
-                "use engine: local (the default)"
+                "spark_master is blank; give a master URL such as local[2] or "
+                "spark://host:7077, or leave the key out"
             )
         return value
 

@@ -4,8 +4,8 @@ Work is written once as functions ``item -> DataFrame``: a feature kernel over a
 zones, one cross-validation fold, one out-of-area refit. An item carries everything needed
 to compute it (a raster path and polygons; a fold's training and test rows). An engine only
 decides where the items run: in this process or in local worker processes
-(:class:`~povertymap.engine.local.LocalEngine`), later on Spark executors
-(``mapInPandas``).
+(:class:`~povertymap.engine.local.LocalEngine`), or as tasks on Spark executors
+(:class:`~povertymap.engine.spark.SparkEngine`).
 
 Invariant: the result is the concatenation of the items' DataFrames in item order, and the
 numbers do not depend on the engine or on how many workers it uses. Kernels must therefore
@@ -19,13 +19,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import pandas as pd
 
 from povertymap.errors import ConfigError
 
-__all__ = ["ENGINES", "Engine", "ProgressCallback", "fixed_threads", "get_engine"]
+if TYPE_CHECKING:
+    from povertymap.config import FeaturesConfig
+
+__all__ = [
+    "ENGINES",
+    "Engine",
+    "ProgressCallback",
+    "engine_for",
+    "fixed_threads",
+    "get_engine",
+]
 
 T = TypeVar("T")
 
@@ -33,7 +43,7 @@ T = TypeVar("T")
 ProgressCallback = Callable[[str, int, int], None]
 
 #: Engines available in this version.
-ENGINES = ("local",)
+ENGINES = ("local", "spark")
 
 
 class Engine(Protocol):
@@ -53,21 +63,32 @@ class Engine(Protocol):
         ...
 
 
-def get_engine(name: str, n_jobs: int = 1) -> Engine:
-    """The engine called ``name`` (only "local" in this version) with ``n_jobs`` workers."""
+def get_engine(name: str, n_jobs: int = 1, *, master: str | None = None) -> Engine:
+    """The engine called ``name``: "local" with ``n_jobs`` workers, or "spark" on ``master``.
+
+    ``master`` (Spark only) defaults to ``$POVERTYMAP_SPARK_MASTER``, else ``local[*]``
+    (see :func:`povertymap.engine.spark.spark_master`); ``n_jobs`` is the local engine's
+    and is ignored by Spark, whose parallelism is the cluster's. Asking for "spark" where
+    pyspark or Java is missing raises a ConfigError that names the fix, before any work.
+    """
     if name == "local":
         from povertymap.engine.local import LocalEngine
 
         return LocalEngine(n_jobs=n_jobs)
     if name == "spark":
-        raise ConfigError(
-            "engine 'spark' is not available in this version",
-            where="key features.engine",
-            fix="use engine: local (with features.n_jobs for parallel workers)",
-        )
+        from povertymap.engine.spark import SparkEngine
+
+        return SparkEngine(master=master)
     raise ConfigError(
-        f"unknown engine {name!r}", where="key features.engine", fix="use engine: local"
+        f"unknown engine {name!r}",
+        where="key features.engine",
+        fix=f"use one of {', '.join(ENGINES)}",
     )
+
+
+def engine_for(features: FeaturesConfig) -> Engine:
+    """The engine a study config's ``features:`` section asks for (engine, n_jobs, master)."""
+    return get_engine(features.engine, n_jobs=features.n_jobs, master=features.spark_master)
 
 
 @contextmanager

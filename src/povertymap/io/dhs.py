@@ -45,8 +45,6 @@ import pyogrio.errors
 from povertymap.config import DhsConfig, DhsGpsConfig, DhsHouseholdsConfig
 from povertymap.errors import InputNotFoundError, InputWarning, SurveyError, VectorError
 from povertymap.io.survey import (
-    CLUSTER_SCHEMA,
-    HOUSEHOLD_SCHEMA,
     _hint_swapped,
     _numeric,
     _rename,
@@ -54,6 +52,7 @@ from povertymap.io.survey import (
     _urban,
     _validate,
     row_label,
+    schema,
 )
 
 __all__ = ["DhsSurvey", "read_dhs"]
@@ -156,7 +155,7 @@ def _household_table(cfg: DhsHouseholdsConfig) -> pd.DataFrame:
                 "urban: null to take the flag from the GPS file only",
             )
         df[_URBAN_CODE] = code.map(_HV025).astype(bool)
-    return _validate(HOUSEHOLD_SCHEMA, df, path, mapping)
+    return _validate(schema("households"), df, path, mapping)
 
 
 def _link(
@@ -242,7 +241,7 @@ def _cluster_table(
     others = gps.drop(columns=[c for c in out.columns if c in gps.columns])
     out = pd.concat([out, others], axis=1)
     mapping = {cfg.gps.id: "cluster_id", cfg.gps.lon: "lon", cfg.gps.lat: "lat"}
-    out = _validate(CLUSTER_SCHEMA, out, cfg.gps.path, mapping)
+    out = _validate(schema("clusters"), out, cfg.gps.path, mapping)
     out.attrs["target_name"] = cfg.households.target
     return out
 

@@ -12,15 +12,18 @@ A DHS survey (GPS shapefile and Stata household recode) is read into the same ta
 from __future__ import annotations
 
 import io
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
-from pandera.errors import SchemaErrors
 
 from povertymap.config import ClustersConfig, HouseholdsConfig, RegistryConfig
 from povertymap.errors import InputNotFoundError, SurveyError
+
+if TYPE_CHECKING:
+    import pandera.pandas as pa
 
 __all__ = ["read_clusters", "read_households", "read_registry", "read_tabular", "row_label"]
 
@@ -41,34 +44,57 @@ _URBAN = {
     "n": False,
 }
 
-CLUSTER_SCHEMA = pa.DataFrameSchema(
-    {
-        "cluster_id": pa.Column(str, unique=True, nullable=False),
-        "lat": pa.Column(float, pa.Check.in_range(-90, 90), nullable=False),
-        "lon": pa.Column(float, pa.Check.in_range(-180, 180), nullable=False),
-        "target": pa.Column(float, pa.Check(np.isfinite, element_wise=True), nullable=False),
-        "urban": pa.Column(bool, required=False),
-        "n_households": pa.Column(float, pa.Check.gt(0), required=False, nullable=False),
-        "weight": pa.Column(float, pa.Check.gt(0), required=False, nullable=False),
-    },
-    checks=[
-        pa.Check(
-            lambda df: ~((df["lat"] == 0) & (df["lon"] == 0)),
-            name="not_null_island",
-            error="location (0, 0) is the DHS marker for an unverified location",
-        )
-    ],
-)
 
-HOUSEHOLD_SCHEMA = pa.DataFrameSchema(
-    {
-        "household_id": pa.Column(str, unique=True, required=False),
-        "cluster_id": pa.Column(str, nullable=False),
-        "welfare": pa.Column(float, pa.Check(np.isfinite, element_wise=True), required=False),
-        "weight": pa.Column(float, pa.Check.gt(0), required=False, nullable=False),
-        "hh_size": pa.Column(float, pa.Check.gt(0), required=False, nullable=False),
-    }
-)
+@cache
+def schema(table: Literal["clusters", "households", "registry"]) -> pa.DataFrameSchema:
+    """The pandera schema of a survey ``table`` (``clusters``, ``households`` or
+    ``registry``), built on first use: importing pandera imports pyspark when that is
+    installed (seconds, and it sets ``SPARK_LOCAL_IP``), which ``import povertymap`` and a
+    run that reads no survey must not pay."""
+    import pandera.pandas as pa
+
+    if table == "clusters":
+        return pa.DataFrameSchema(
+            {
+                "cluster_id": pa.Column(str, unique=True, nullable=False),
+                "lat": pa.Column(float, pa.Check.in_range(-90, 90), nullable=False),
+                "lon": pa.Column(float, pa.Check.in_range(-180, 180), nullable=False),
+                "target": pa.Column(
+                    float, pa.Check(np.isfinite, element_wise=True), nullable=False
+                ),
+                "urban": pa.Column(bool, required=False),
+                "n_households": pa.Column(float, pa.Check.gt(0), required=False, nullable=False),
+                "weight": pa.Column(float, pa.Check.gt(0), required=False, nullable=False),
+            },
+            checks=[
+                pa.Check(
+                    lambda df: ~((df["lat"] == 0) & (df["lon"] == 0)),
+                    name="not_null_island",
+                    error="location (0, 0) is the DHS marker for an unverified location",
+                )
+            ],
+        )
+    if table == "households":
+        return pa.DataFrameSchema(
+            {
+                "household_id": pa.Column(str, unique=True, required=False),
+                "cluster_id": pa.Column(str, nullable=False),
+                "welfare": pa.Column(
+                    float, pa.Check(np.isfinite, element_wise=True), required=False
+                ),
+                "weight": pa.Column(float, pa.Check.gt(0), required=False, nullable=False),
+                "hh_size": pa.Column(float, pa.Check.gt(0), required=False, nullable=False),
+            }
+        )
+    assert table == "registry", table
+    return pa.DataFrameSchema(
+        {
+            "household_id": pa.Column(str, unique=True, nullable=False),
+            "hh_size": pa.Column(float, pa.Check.gt(0), nullable=False),
+            "weight": pa.Column(float, pa.Check.gt(0), required=False, nullable=False),
+        }
+    )
+
 
 _FIXES = {
     "lat": "latitudes must be WGS84 degrees in [-90, 90]",
@@ -145,7 +171,7 @@ def read_clusters(cfg: ClustersConfig) -> pd.DataFrame:
     if "urban" in df:
         df["urban"] = _urban(df["urban"], cfg.path, cfg.urban or "urban")
     _hint_swapped(df, cfg.path, lat=cfg.lat, lon=cfg.lon)
-    df = _validate(CLUSTER_SCHEMA, df, cfg.path, mapping)
+    df = _validate(schema("clusters"), df, cfg.path, mapping)
     df = _infer_numbers(df, set(mapping.values()))
     df.attrs["target_name"] = cfg.target
     return df
@@ -169,7 +195,7 @@ def read_households(cfg: HouseholdsConfig, cluster_ids: pd.Index | None = None) 
     for col in ("welfare", "weight", "hh_size"):
         if col in df:
             df[col] = _numeric(df[col], col, cfg.path, _source_name(mapping, col))
-    df = _validate(HOUSEHOLD_SCHEMA, df, cfg.path, mapping)
+    df = _validate(schema("households"), df, cfg.path, mapping)
     df = _infer_numbers(df, set(mapping.values()))
     if cluster_ids is not None:
         unknown = ~df["cluster_id"].isin(cluster_ids)
@@ -183,15 +209,6 @@ def read_households(cfg: HouseholdsConfig, cluster_ids: pd.Index | None = None) 
                 fix="check that both files come from the same survey round",
             )
     return df
-
-
-REGISTRY_SCHEMA = pa.DataFrameSchema(
-    {
-        "household_id": pa.Column(str, unique=True, nullable=False),
-        "hh_size": pa.Column(float, pa.Check.gt(0), nullable=False),
-        "weight": pa.Column(float, pa.Check.gt(0), required=False, nullable=False),
-    }
-)
 
 
 def read_registry(cfg: RegistryConfig) -> pd.DataFrame:
@@ -209,7 +226,9 @@ def read_registry(cfg: RegistryConfig) -> pd.DataFrame:
     for col in ("hh_size", "weight"):
         if col in df:
             df[col] = _numeric(df[col], col, cfg.path, _source_name(mapping, col))
-    return _infer_numbers(_validate(REGISTRY_SCHEMA, df, cfg.path, mapping), set(mapping.values()))
+    return _infer_numbers(
+        _validate(schema("registry"), df, cfg.path, mapping), set(mapping.values())
+    )
 
 
 def _infer_numbers(df: pd.DataFrame, canonical: set[str]) -> pd.DataFrame:
@@ -299,10 +318,12 @@ def _hint_swapped(df: pd.DataFrame, path: Path, *, lat: str, lon: str) -> None:
 
 
 def _validate(
-    schema: pa.DataFrameSchema, df: pd.DataFrame, path: Path, mapping: dict[str, str]
+    table_schema: pa.DataFrameSchema, df: pd.DataFrame, path: Path, mapping: dict[str, str]
 ) -> pd.DataFrame:
+    from pandera.errors import SchemaErrors
+
     try:
-        return schema.validate(df, lazy=True)
+        return table_schema.validate(df, lazy=True)
     except SchemaErrors as exc:
         cases = exc.failure_cases
         first = cases.iloc[0]

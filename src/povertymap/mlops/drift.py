@@ -386,7 +386,7 @@ def monitor(
     """Compare the study ``cfg`` (new inputs) with the model of ``run_dir``, and score the
     field ``feedback`` (``lon``, ``lat``, ``value``, ``poor``) against the run's map; write
     ``drift.json`` and ``drift.md`` into the new folder ``out`` (atomically)."""
-    from povertymap.engine.base import get_engine
+    from povertymap.engine.base import engine_for
     from povertymap.io.artifacts import read_table
     from povertymap.io.writers import atomic_directory, write_json, write_text
     from povertymap.mapping import TRAINING_FEATURES
@@ -398,7 +398,7 @@ def monitor(
     reference = read_table(run.path / "model" / TRAINING_FEATURES)
     reference = reference.set_index(reference.columns[0])
     area = load_study_area(cfg)
-    engine = get_engine(cfg.features.engine, n_jobs=cfg.features.n_jobs)
+    engine = engine_for(cfg.features)
     new = cluster_features(model, area, engine=engine)
     labels = area.clusters.get("target", None)
     cv_rmse = run.metrics().get("cv", {}).get("rmse") if run.has("metrics.json") else None

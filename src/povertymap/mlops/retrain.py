@@ -267,7 +267,7 @@ def retrain(
 ) -> RetrainDecision:
     """Challenge ``name@champion`` with a model of the new round ``cfg`` (module doc);
     ``feedback`` holds field observations (``lon``, ``lat``, ``value``, ``poor``)."""
-    from povertymap.engine.base import get_engine
+    from povertymap.engine.base import engine_for
     from povertymap.mlops.drift import cluster_features, feedback_error, feedback_points
     from povertymap.mlops.registry import RegistryError, promote, register, served_run
     from povertymap.mlops.tracking import log_run, use_store
@@ -281,7 +281,7 @@ def retrain(
     challenger = open_run(challenger_run)
     area = load_study_area(cfg)
     labels = area.clusters["target"]
-    engine = get_engine(cfg.features.engine, n_jobs=cfg.features.n_jobs)
+    engine = engine_for(cfg.features)
     new_X = cluster_features(champion, area, engine=engine)
     champ_scores, chall_scores, folds = compare_on_folds(champion, challenger, new_X, labels)
     s = cfg.monitoring

@@ -74,9 +74,9 @@ def _area(cfg: StudyAreaConfig) -> Any:
 
 
 def _engine(cfg: StudyAreaConfig) -> Any:
-    from povertymap.engine.base import get_engine
+    from povertymap.engine.base import engine_for
 
-    return get_engine(cfg.features.engine, n_jobs=cfg.features.n_jobs)
+    return engine_for(cfg.features)
 
 
 def validate(cfg: StudyAreaConfig, workdir: Path, truth: Path | None) -> None:

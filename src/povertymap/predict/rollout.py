@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -18,7 +18,13 @@ from povertymap.grid import GridLayout
 if TYPE_CHECKING:
     from povertymap.studyarea import StudyArea
 
-__all__ = ["cells_to_raster", "map_cells", "out_of_area_predictions", "predict_cells"]
+__all__ = [
+    "cells_to_raster",
+    "map_cells",
+    "out_of_area_predictions",
+    "predict_cells",
+    "predict_table",
+]
 
 PREDICT_CHUNK = 100_000  # cells per predict call: bounds memory for national grids
 
@@ -30,6 +36,33 @@ def predict_cells(model: BaseEstimator, X: pd.DataFrame) -> pd.Series:
         for i in range(0, len(X), PREDICT_CHUNK)
     ]
     return pd.Series(np.concatenate(parts) if parts else [], index=X.index, name="estimate")
+
+
+def predict_table(
+    models: Mapping[str, BaseEstimator], X: pd.DataFrame, *, engine: Engine | None = None
+) -> pd.DataFrame:
+    """Each model's predictions for every row of ``X``: one column per name, indexed like X.
+
+    On a distributing engine (Spark) the rollout is one job: each chunk of
+    :data:`PREDICT_CHUNK` cells is a task that predicts it with every model, and the fitted
+    models travel once to each executor (the engine broadcasts the kernel, which carries
+    them). On the local engine, or with no engine, each model predicts here, chunk by
+    chunk: a prediction is cheap beside shipping fitted models to worker processes. The
+    numbers are the same either way: a cell's prediction depends on its own features only.
+    """
+    names = list(models)
+    if engine is None or engine.name == "local" or len(X) == 0:
+        return pd.DataFrame({n: predict_cells(models[n], X) for n in names}, index=X.index)
+    chunks = [X.iloc[i : i + PREDICT_CHUNK] for i in range(0, len(X), PREDICT_CHUNK)]
+    done = engine.map(partial(_predict_chunk, dict(models)), chunks, label="rollout")
+    return pd.DataFrame({n: done[n].to_numpy(dtype=float) for n in names}, index=X.index)
+
+
+def _predict_chunk(models: dict[str, BaseEstimator], X: pd.DataFrame) -> pd.DataFrame:
+    """One rollout task: every model's predictions for the cells ``X``, indexed like X."""
+    return pd.DataFrame(
+        {n: np.asarray(m.predict(X), dtype=float) for n, m in models.items()}, index=X.index
+    )
 
 
 def cells_to_raster(
