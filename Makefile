@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 # pytest workers: both cores by default; PYTEST_WORKERS=0 runs in one process
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test lint bench clean system-deps
+.PHONY: demo test lint bench clean system-deps deploy-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,3 +45,8 @@ bench: $(VENV)/.test-installed
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info
+
+# Offline checks of deploy/ and the workflows: hadolint, kubernetes-validate on the rendered
+# kustomize overlays, promtool, check-jsonschema (docs/operations.md).
+deploy-check: system-deps $(VENV)/.test-installed
+	./scripts/deploy-check.sh

@@ -6,6 +6,8 @@ set -euo pipefail
 packages=(
   postgresql  # a real PostgreSQL server for the service's audit-trail tests (tests/serve)
   chromium    # the browser the web map's Playwright tests drive (tests/web; no playwright download)
+  prometheus  # promtool for make deploy-check, and a real Prometheus scraping the service (tests/deploy)
+  shellcheck  # make deploy-check lints deploy/scripts/*.sh and scripts/*.sh (skipped when missing)
 )
 missing=()
 for pkg in "${packages[@]}"; do
