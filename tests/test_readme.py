@@ -45,3 +45,14 @@ def test_every_recorded_result_names_its_command() -> None:
         metrics = json.loads((script.RESULTS_DIR / f"{name}.json").read_text())
         assert "cv" in metrics, name
         assert command.startswith("povertymap "), name
+
+
+def test_every_file_the_readme_links_to_exists() -> None:
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    targets = set(re.findall(r"\]\(((?!https?://|#)[^)#\s]+)", text))
+    targets |= {t.rstrip("/") for t in re.findall(r"`((?:docs|notebooks|deploy)/[^`\s]*)`", text)}
+    assert "docs/user-manual.md" in targets  # the per-user lines are read
+    missing = sorted(t for t in targets if not (ROOT / t).exists())
+    assert not missing, f"README links to missing files: {missing}"
