@@ -28,9 +28,10 @@ system-deps:
 	./scripts/system-deps.sh
 
 # `povertymap run` without a config maps the demo country (generated into data/demo on
-# first use) and scores the map against its ground truth.
+# first use) and scores the map against its ground truth; --jobs 2 runs the CV folds and
+# out-of-area refits on both cores (the same numbers as one).
 demo: $(VENV)/.demo-installed
-	$(BIN)/povertymap run
+	$(BIN)/povertymap run --jobs 2
 
 test: system-deps $(VENV)/.test-installed
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)

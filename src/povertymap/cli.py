@@ -377,6 +377,14 @@ def run(
             "local[*]).",
         ),
     ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Worker processes of the local engine (overrides features.n_jobs; the "
+            "numbers are the same whatever the value).",
+        ),
+    ] = None,
 ) -> None:
     """Map poverty: features, cross-validated model, map, admin estimates, report.
 
@@ -391,14 +399,18 @@ def run(
     if config is None:
         config, truth = _demo_config()
     cfg = read_config(config)
+    overrides: dict[str, Any] = {}
     if engine is not None:
         from povertymap.engine.base import ENGINES
         from povertymap.errors import ConfigError
 
         if engine not in ENGINES:
             raise ConfigError(f"unknown engine {engine!r}", fix=f"use --engine {'|'.join(ENGINES)}")
-        features = cfg.features.model_copy(update={"engine": engine})
-        cfg = cfg.model_copy(update={"features": features})
+        overrides["engine"] = engine
+    if jobs is not None:
+        overrides["n_jobs"] = jobs
+    if overrides:
+        cfg = cfg.model_copy(update={"features": cfg.features.model_copy(update=overrides)})
     with _progress() as progress:
         result = run_job(cfg, runs=runs, truth=truth, compare=compare, progress=progress)
     _headline(result.path, result.metrics)
@@ -884,9 +896,16 @@ def dvc(
 @app.command()
 @_user_errors
 def monitor(
-    run_dir: Annotated[Path, typer.Argument(help="The run whose model is monitored.")],
+    run_dir: Annotated[
+        str,
+        typer.Argument(
+            help="The run whose model is monitored: a run directory, or a registered model "
+            "NAME@ALIAS (e.g. demo@champion) whose run is in --runs."
+        ),
+    ],
     config: Annotated[Path, typer.Argument(help="Study YAML of the new inputs.")],
     out: Annotated[Path, typer.Option(help="Folder for drift.json and drift.md (new).")],
+    runs: StoreOption = RUNS_DIR,
     feedback: Annotated[
         str | None,
         typer.Option(
@@ -899,11 +918,17 @@ def monitor(
     embeddings, predictions and, with labels or field feedback, the error on them.
 
     Example: povertymap monitor runs/demo-20261130T120000Z-1a2b3c round2/study.yaml --out drift
+    Example: povertymap monitor demo@champion round2/study.yaml --runs runs --out drift
     """
     from povertymap.io.configfile import read_config
     from povertymap.mlops.drift import monitor as monitor_job
     from povertymap.rundir import open_run
 
+    run_path = Path(run_dir)
+    if "@" in run_dir and not run_path.exists():
+        from povertymap.mlops.registry import served_run
+
+        run_path = served_run(run_dir, uri=_store(runs), runs=runs)[1]
     observed = None
     if feedback:
         from povertymap._options import require
@@ -911,9 +936,9 @@ def monitor(
         require("sqlalchemy")
         from povertymap.serve.store import feedback_frame
 
-        run = open_run(run_dir)
+        run = open_run(run_path)
         observed = feedback_frame(feedback, str(run.config_data().get("name") or run.run_id))
-    report = monitor_job(run_dir, read_config(config), out=out, feedback=observed)
+    report = monitor_job(run_path, read_config(config), out=out, feedback=observed)
     s = report.summary
     fb = report.labels.get("feedback", {})
     _say(

@@ -50,7 +50,10 @@ def make_grid(aoi: shapely.Geometry, crs: CRS, cell_size: float) -> gpd.GeoDataF
     shapely.prepare(aoi)
     touch = shapely.intersects(aoi, boxes)
     ix, iy, boxes = ix[touch], iy[touch], boxes[touch]
-    inside = shapely.area(shapely.intersection(boxes, aoi)) / cell_size**2
+    # cells wholly inside are the bulk of a country: no intersection with its outline
+    inside = np.ones(len(boxes))
+    border = np.flatnonzero(~shapely.contains_properly(aoi, boxes))
+    inside[border] = shapely.area(shapely.intersection(boxes[border], aoi)) / cell_size**2
     keep = inside > 0
     ix, iy, boxes, inside = ix[keep], iy[keep], boxes[keep], inside[keep]
     return gpd.GeoDataFrame(

@@ -37,10 +37,9 @@ from povertymap.estimate.headcount import relative_line
 from povertymap.features.base import FeatureBlock
 from povertymap.features.build import (
     FeatureSet,
-    build_features,
+    build_cell_features,
     cell_facts,
     compute_features,
-    neighbourhoods,
 )
 from povertymap.features.imagery import has_imagery
 from povertymap.features.urban import UrbanRule
@@ -359,8 +358,10 @@ class MappingModel:
         """``(facts, X)`` of ``area``'s grid cells, through the fitted blocks and the
         training buffer radii and urban rule."""
         facts = cell_facts(area, engine=engine, progress=progress, rule=self.urban_rule_)
-        zones = neighbourhoods(area.grid, facts["urban"], self.features.buffer_m.model_dump())
-        X = build_features(self.blocks_, area, zones, engine=engine, progress=progress)
+        radii = self.features.buffer_m.model_dump()
+        X = build_cell_features(
+            self.blocks_, area, facts["urban"], radii, engine=engine, progress=progress
+        )
         return facts, self._aligned(X)
 
     def predict(

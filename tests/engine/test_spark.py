@@ -312,7 +312,7 @@ def test_spark_without_java_names_java_home(
         SparkEngine()
 
 
-def test_cli_run_engine_option(monkeypatch: pytest.MonkeyPatch, tiny: Any) -> None:
+def test_cli_run_engine_and_jobs_options(monkeypatch: pytest.MonkeyPatch, tiny: Any) -> None:
     import povertymap.pipeline
     from povertymap.cli import app
 
@@ -330,3 +330,8 @@ def test_cli_run_engine_option(monkeypatch: pytest.MonkeyPatch, tiny: Any) -> No
     result = CliRunner().invoke(app, ["run", str(path), "--engine", "dask", "--no-track"])
     assert result.exit_code == 2 and "unknown engine 'dask'" in result.stderr
     assert "--engine local|spark" in result.stderr
+    result = CliRunner().invoke(app, ["run", str(path), "--jobs", "2", "--no-track"])
+    assert result.exit_code == 2 and seen[-1].features.n_jobs == 2
+    assert seen[-1].features.engine == "local"
+    result = CliRunner().invoke(app, ["run", str(path), "--jobs", "0", "--no-track"])
+    assert result.exit_code == 2 and len(seen) == 2  # refused before the job

@@ -7,6 +7,7 @@ and the service built as ``povertymap serve --model tiny@champion`` builds it.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -150,3 +151,16 @@ def test_serve_refuses_an_unknown_model_before_starting(tmp_path: Path) -> None:
     assert "no registered model 'nothing'" in result.stderr
     result = CliRunner().invoke(cli, ["serve"])
     assert result.exit_code == 2 and "--model NAME@ALIAS" in result.stderr
+
+
+def test_monitor_takes_a_registered_model(
+    store: dict[str, object], rounds: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "drift"
+    args = ["monitor", "tiny@champion", str(rounds["round2"]), "--runs", str(store["runs"])]
+    result = CliRunner().invoke(cli, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads((out / "drift.json").read_text())
+    assert doc["model_run"] == open_run(Path(str(store["one"]))).run_id  # version 1 holds it
+    result = CliRunner().invoke(cli, [*args[:1], "tiny@nothing", *args[2:], "--out", str(out)])
+    assert result.exit_code == 2 and "no alias 'nothing'" in result.stderr

@@ -28,8 +28,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BLOCKS",
+    "CELL_BLOCK",
     "DEEP_BLOCKS",
     "FeatureSet",
+    "build_cell_features",
     "build_features",
     "cell_facts",
     "compute_features",
@@ -201,9 +203,50 @@ def compute_features(
     if not for_map:
         return FeatureSet(blocks, clusters, cell_facts=facts, urban_rule=rule)
     assert facts is not None  # computed for maps
-    zones = neighbourhoods(area.grid, facts["urban"], radii)
-    cells = build_features(blocks, area, zones, engine=engine, progress=progress)
+    cells = build_cell_features(
+        blocks, area, facts["urban"], radii, engine=engine, progress=progress
+    )
     return FeatureSet(blocks, clusters, cells, facts, rule)
+
+
+#: Grid cells featurised together by :func:`build_cell_features`: bounds the memory of
+#: the neighbourhood disks, overlap weights and intermediate tables (a few hundred MB)
+#: whatever the size of the country.
+CELL_BLOCK = 25_000
+
+
+def build_cell_features(
+    blocks: Sequence[FeatureBlock],
+    area: StudyArea,
+    urban: pd.Series,
+    radii: dict[str, float],
+    *,
+    engine: Engine,
+    progress: ProgressCallback | None = None,
+    cells_per_block: int = CELL_BLOCK,
+) -> pd.DataFrame:
+    """The feature table of every grid cell, seen through its :func:`neighbourhoods`.
+
+    Cells are featurised :data:`CELL_BLOCK` at a time, in grid order (row bands from the
+    north-west), so memory holds one band's disks and weights, not the country's; a cell's
+    features depend on its own neighbourhood only, and the per-cell raster sums are cached
+    on the study area, so the table is the same as in one pass.
+    """
+    if cells_per_block < 1:
+        raise ConfigError(
+            f"cells_per_block must be >= 1, got {cells_per_block}",
+            fix="give a positive number of cells per block",
+        )
+    grid = area.grid
+    parts = []
+    for start in range(0, len(grid), cells_per_block):
+        zones = neighbourhoods(grid.iloc[start : start + cells_per_block], urban, radii)
+        parts.append(build_features(blocks, area, zones, engine=engine, progress=progress))
+    if not parts:
+        return build_features(
+            blocks, area, neighbourhoods(grid, urban, radii), engine=engine, progress=progress
+        )
+    return pd.concat(parts) if len(parts) > 1 else parts[0]
 
 
 def neighbourhoods(
@@ -238,7 +281,7 @@ def cell_facts(
     if "population" in area.rasters:
         # people of the cell's part inside the area, summed exactly (not from cell sums):
         # border cells do not count neighbours, nor lose their own people
-        inside = grid.set_geometry(shapely.intersection(grid.geometry.values, area.aoi))
+        inside = grid.set_geometry(_inside_aoi(grid, area.aoi))
         people = zonal_stats(
             area.rasters["population"],
             inside,
@@ -258,3 +301,19 @@ def cell_facts(
         own = NightlightFeatures().transform(area, grid, engine=engine, progress=progress)
         facts["dark"] = (own["nl_mean"] < DARK_THRESHOLD).to_numpy()
     return facts
+
+
+def _inside_aoi(grid: gpd.GeoDataFrame, aoi: shapely.Geometry) -> np.ndarray:
+    """Each cell's part inside ``aoi``: the cell itself where it lies wholly inside
+    (``aoi_fraction`` 1), the intersection only for border cells (the costly part of a
+    country outline with many vertices)."""
+    geoms = np.array(grid.geometry.values, dtype=object)
+    fraction = (
+        grid["aoi_fraction"].to_numpy(dtype=float)
+        if "aoi_fraction" in grid
+        else np.zeros(len(grid))
+    )
+    border = np.flatnonzero(fraction < 1.0)
+    if border.size:
+        geoms[border] = shapely.intersection(geoms[border], aoi)
+    return geoms

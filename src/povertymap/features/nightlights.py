@@ -35,18 +35,22 @@ def histogram_quantile(cdf: np.ndarray, q: float, edges: tuple[float, ...]) -> n
     reaches ``q`` get the last edge (the value is at least that bright).
     """
     x = np.concatenate([[0.0], np.asarray(edges)])
+    cdf = np.asarray(cdf, dtype=float).reshape(len(cdf), -1)
     f = np.column_stack([np.zeros(len(cdf)), np.maximum.accumulate(cdf, axis=1)])
     out = np.full(len(cdf), np.nan)
-    for i, row in enumerate(f):
-        if not np.all(np.isfinite(row)):
-            continue
-        k = int(np.searchsorted(row, q, side="left"))
-        if k >= len(x):
-            out[i] = x[-1]
-        elif k == 0 or row[k] == row[k - 1]:
-            out[i] = x[k]
-        else:
-            out[i] = x[k - 1] + (q - row[k - 1]) / (row[k] - row[k - 1]) * (x[k] - x[k - 1])
+    ok = np.all(np.isfinite(f), axis=1)
+    f = f[ok]
+    # rows are non-decreasing: the first edge reaching q is the count of values below it
+    k = np.sum(f < q, axis=1)
+    beyond = k >= len(x)
+    kk = np.minimum(k, len(x) - 1)
+    prev = np.maximum(kk - 1, 0)
+    rows = np.arange(len(f))
+    lo, hi = f[rows, prev], f[rows, kk]
+    flat = (kk == 0) | (hi == lo)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        between = x[prev] + (q - lo) / (hi - lo) * (x[kk] - x[prev])
+    out[ok] = np.where(beyond, x[-1], np.where(flat, x[kk], between))
     return out
 
 

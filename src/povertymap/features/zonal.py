@@ -21,7 +21,7 @@ are cached on the study area, so clusters and cells share them.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -30,14 +30,17 @@ import numpy as np
 import pandas as pd
 import shapely
 from exactextract import exact_extract
+from exactextract._exactextract import Feature
+from exactextract.feature import FeatureSource
 from exactextract.raster import NumPyRasterSource
 from pyproj import CRS
 from scipy import sparse
 
 from povertymap.engine.base import Engine, ProgressCallback
 from povertymap.features.base import FeatureBlock, ZoneChunk, chunk_zones
+from povertymap.features.blocksum import rectangle_mask, rectangle_sums
 from povertymap.grid import cell_ids
-from povertymap.io.raster import RasterSource
+from povertymap.io.raster import RasterSource, RasterWindow
 
 if TYPE_CHECKING:
     from povertymap.studyarea import StudyArea
@@ -84,40 +87,119 @@ class ZonalSpec:
 def zonal_chunk(
     source: RasterSource, chunk: ZoneChunk, zones_crs: CRS, spec: ZonalSpec
 ) -> pd.DataFrame:
-    """Sums, counts (and maxima) of the spec's layers over one chunk of zones."""
-    polys = gpd.GeoDataFrame(geometry=chunk.geometries, crs=zones_crs).to_crs(source.crs)
-    xmin, ymin, xmax, ymax = polys.total_bounds
+    """Sums, counts (and maxima) of the spec's layers over one chunk of zones.
+
+    Zones that are axis-aligned rectangles in a north-up raster of the zones' own CRS
+    (grid cells, the bulk of the work) are block reductions of the window
+    (:func:`~povertymap.features.blocksum.rectangle_sums`); the others (cells reprojected to
+    another CRS, cluster buffers, cells cut by the border) go to exactextract. Both give
+    the same coverage-weighted statistics up to rounding.
+    """
+    same_crs = CRS.from_user_input(source.crs) == CRS.from_user_input(zones_crs)
+    geoms = np.asarray(chunk.geometries)
+    if not same_crs:
+        geoms = np.asarray(gpd.GeoSeries(geoms, crs=zones_crs).to_crs(source.crs).values)
+    xmin, ymin, xmax, ymax = shapely.total_bounds(geoms)
     rx, ry = source.res
     with source.reader() as reader:
         window = reader.read(
             (xmin - rx, ymin - ry, xmax + rx, ymax + ry),
             bands=list(spec.bands) if spec.bands else None,
         )
-    wxmin, wymin, wxmax, wymax = window.bounds
-    wkt = source.crs.to_wkt()
-    layers = spec.layers(window.data)
-    rasters = [
-        NumPyRasterSource(
-            np.asarray(values, dtype=np.float64),
-            wxmin,
-            wymin,
-            wxmax,
-            wymax,
-            nodata=np.nan,
-            name=name,
-            srs_wkt=wkt,
+    layers = {
+        name: np.asarray(values, dtype=np.float64)
+        for name, values in spec.layers(window.data).items()
+    }
+    t = window.transform
+    north_up = t.b == 0 and t.d == 0 and t.a > 0 and t.e < 0
+    rect = rectangle_mask(geoms) if (same_crs and north_up) else np.zeros(len(geoms), bool)
+    parts = []
+    if rect.any():
+        parts.append(
+            rectangle_sums(
+                layers,
+                t,
+                shapely.bounds(geoms[rect]),
+                max_layers=spec.max_layers,
+                index=pd.Index(np.flatnonzero(rect)),
+            )
         )
+    if not rect.all():
+        rest = np.flatnonzero(~rect)
+        parts.append(_exact_extract(layers, window, geoms[rest], spec, pd.Index(rest)))
+    table = parts[0] if len(parts) == 1 else pd.concat(parts).sort_index()
+    table.index = pd.Index(chunk.ids)
+    return table
+
+
+def _exact_extract(
+    layers: dict[str, np.ndarray],
+    window: RasterWindow,
+    geoms: np.ndarray,
+    spec: ZonalSpec,
+    index: pd.Index,
+) -> pd.DataFrame:
+    """exactextract's ``sum``/``count`` (and ``max``) of ``layers`` over polygons in the
+    window's CRS."""
+    wxmin, wymin, wxmax, wymax = window.bounds
+    wkt = window.crs.to_wkt()
+    rasters = [
+        NumPyRasterSource(values, wxmin, wymin, wxmax, wymax, nodata=np.nan, name=name, srs_wkt=wkt)
         for name, values in layers.items()
     ]
-    polys = polys.reset_index(drop=True)
+    polys = _WkbFeatures(geoms, wkt)
     table = exact_extract(rasters, polys, ["sum", "count"], output="pandas")
     if len(rasters) == 1:  # exactextract leaves out the layer name for a single raster
         table.columns = [f"{rasters[0].name()}_{c}" for c in table.columns]
     for name in spec.max_layers:
         hit = next(r for r in rasters if r.name() == name)
         table[f"{name}_max"] = exact_extract(hit, polys, ["max"], output="pandas")["max"]
-    table.index = pd.Index(chunk.ids)
+    table.index = index
     return table
+
+
+class _WkbFeature(Feature):
+    """One polygon handed to exactextract as WKB (no attributes)."""
+
+    def __init__(self, wkb: bytes) -> None:
+        Feature.__init__(self)
+        self._wkb = wkb
+
+    def geometry(self) -> bytes:
+        return self._wkb
+
+    def set_geometry_format(self) -> str:
+        return "wkb"
+
+    def fields(self) -> list[str]:
+        return []
+
+    def get(self, name: str) -> object:
+        raise KeyError(name)
+
+
+class _WkbFeatures(FeatureSource):
+    """Polygons as an exactextract feature source, by WKB.
+
+    exactextract's GeoDataFrame source serialises every polygon to GeoJSON text and parses
+    it back; WKB is about 3.5x faster end to end on reprojected grid cells, with the same
+    numbers (the same coordinates reach the same C++ code).
+    """
+
+    def __init__(self, geometries: np.ndarray, srs_wkt: str) -> None:
+        super().__init__()
+        self._wkb = shapely.to_wkb(np.asarray(geometries))
+        self._srs_wkt = srs_wkt
+
+    def count(self) -> int:
+        return len(self._wkb)
+
+    def __iter__(self) -> Iterator[_WkbFeature]:
+        for wkb in self._wkb:
+            yield _WkbFeature(wkb)
+
+    def srs_wkt(self) -> str:
+        return self._srs_wkt
 
 
 def zonal_stats(
@@ -196,6 +278,11 @@ def zone_weights(
     of zones with a small constant. Other zones (cluster buffers) are intersected one by
     one. Both give the same shares up to the rounding of translated coordinates.
     """
+    own = _own_cells(zones, cells, cell_size)
+    if (own >= 0).all():  # zones that are grid cells themselves (the cells' own facts)
+        return sparse.csr_matrix(
+            (np.ones(len(own)), (np.arange(len(own)), own)), shape=(len(zones), len(cells))
+        )
     centre = shapely.get_coordinates(shapely.centroid(zones.geometry.values))
     grid = centre / cell_size - 0.5
     on_centre = np.all(np.abs(grid - np.round(grid)) < 1e-6, axis=1)
@@ -236,6 +323,26 @@ def zone_weights(
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
         shape=(len(zones), len(cells)),
     )
+
+
+def _own_cells(zones: gpd.GeoDataFrame, cells: gpd.GeoDataFrame, cell_size: float) -> np.ndarray:
+    """Position in ``cells`` of the grid cell each zone *is* (its square); -1 for others."""
+    geoms = zones.geometry.values
+    out = np.full(len(zones), -1, dtype=np.int64)
+    rect = rectangle_mask(np.asarray(geoms))
+    if not rect.any():
+        return out
+    b = shapely.bounds(np.asarray(geoms)[rect]) / cell_size
+    corner = np.round(b[:, :2])
+    square = np.all(np.abs(b[:, :2] - corner) < 1e-9, axis=1) & np.all(
+        np.abs(b[:, 2:] - corner - 1.0) < 1e-9, axis=1
+    )
+    column = pd.MultiIndex.from_arrays([cells["ix"].to_numpy(), cells["iy"].to_numpy()])
+    at = column.get_indexer(
+        pd.MultiIndex.from_arrays([corner[:, 0].astype(np.int64), corner[:, 1].astype(np.int64)])
+    )
+    out[np.flatnonzero(rect)] = np.where(square, at, -1)
+    return out
 
 
 def _disk_kernel(radius: float, cell_size: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -286,12 +393,11 @@ def zone_sums(
 def _sparse_max(weights: sparse.csr_matrix, values: np.ndarray) -> np.ndarray:
     """Per zone, the maximum of ``values`` over the cells it overlaps (NaN if none valid)."""
     out = np.full(weights.shape[0], np.nan)
-    indptr, indices = weights.indptr, weights.indices
-    for z in range(weights.shape[0]):
-        v = values[indices[indptr[z] : indptr[z + 1]]]
-        v = v[np.isfinite(v)]
-        if v.size:
-            out[z] = v.max()
+    indptr = weights.indptr
+    rows = np.flatnonzero(indptr[1:] > indptr[:-1])
+    if rows.size:
+        # segments between consecutive non-empty rows' starts are exactly those rows
+        out[rows] = np.fmax.reduceat(np.asarray(values, dtype=float)[weights.indices], indptr[rows])
     return out
 
 
