@@ -272,7 +272,7 @@ def _track(path: Path, enabled: bool) -> None:
         mlflow_run = log_run(path)
     except DependencyError:
         err_console.print(
-            "[yellow]warning:[/] not tracked: install povertymap[mlops] for MLflow "
+            "[yellow]warning:[/] not tracked: install povertymap\\[mlops] for MLflow "
             "tracking, or pass --no-track",
             soft_wrap=True,
         )
