@@ -71,6 +71,9 @@ def test_the_checker_catches_each_kind_of_violation() -> None:
     public = public_table(table, rules, value_columns=["estimate"], direct_columns=["direct"])
     assert public["publish"].tolist() == ["yes", "flagged", "suppressed"]
     assert "CV 25% above 20%" in public.loc["b", "reason"]
+    from povertymap.estimate.disclosure import _percent
+
+    assert (_percent(0.054), _percent(0.05), _percent(0.3)) == ("5.4%", "5%", "30%")
     assert "direct estimate withheld: 10 surveyed households < 25" in public.loc["b", "reason"]
     assert np.isnan(public.loc["b", "direct"]) and public.loc["b", "estimate"] == 2.0
     assert public.loc["c", ["estimate", "direct", "cv"]].isna().all()

@@ -76,6 +76,13 @@ def strip_private(table: pd.DataFrame) -> pd.DataFrame:
     return table.drop(columns=drop)
 
 
+def _percent(share: float) -> str:
+    """``share`` as a percentage, with one decimal where a whole number would hide the
+    difference (a CV of 5.4% against a 5% threshold reads "5.4% above 5%")."""
+    whole = f"{share:.0%}"
+    return whole if abs(round(share * 100) - share * 100) < 1e-9 else f"{share:.1%}"
+
+
 def gate(
     table: pd.DataFrame,
     settings: DisclosureSettings | None = None,
@@ -97,10 +104,10 @@ def gate(
             reasons[i].append("no coefficient of variation (precision unknown)")
         elif val > s.cv_suppress:
             publish.iloc[i] = "suppressed"
-            reasons[i].append(f"CV {val:.0%} above {s.cv_suppress:.0%}")
+            reasons[i].append(f"CV {_percent(val)} above {_percent(s.cv_suppress)}")
         elif val > s.cv_flag:
             publish.iloc[i] = "flagged"
-            reasons[i].append(f"CV {val:.0%} above {s.cv_flag:.0%} (use with caution)")
+            reasons[i].append(f"CV {_percent(val)} above {_percent(s.cv_flag)} (use with caution)")
     if direct_columns and n_households in out:
         nh = pd.to_numeric(out[n_households], errors="coerce").fillna(0).to_numpy()
         has_direct = out[[d for d in direct_columns if d in out]].notna().any(axis=1).to_numpy()
