@@ -217,7 +217,8 @@ def write_map(
         tags=map_tags(estimates),
     ) as out:
         out.write(data, (0, 0))
-    units = area.require_admin()[["geometry"]]
+    boundaries = area.require_admin()
+    units = boundaries[[c for c in ("admin_name", "geometry") if c in boundaries]]
     admin = units.join(estimates.admin.drop(columns=["parent_id"], errors="ignore"), how="right")
     write_vector(admin.reset_index(), folder / "admin.gpkg", layer="admin")
     public = estimates.public()

@@ -47,6 +47,7 @@ __all__ = ["LoadedMap", "MapRegistry", "TileCache", "load_map", "model_version",
 #: Columns of an admin area in the API, in order (present ones only).
 ADMIN_COLUMNS = (
     "admin_id",
+    "admin_name",
     "parent_id",
     "population",
     "map_population",

@@ -212,7 +212,10 @@ function interval(kind, lo, hi) {
 }
 
 function districtSection(p) {
-  const parts = [el("h3", {}, t("district", { id: p.admin_id }))];
+  const title = p.admin_name
+    ? t("districtNamed", { name: p.admin_name, id: p.admin_id })
+    : t("district", { id: p.admin_id });
+  const parts = [el("h3", {}, title)];
   if (p.publish === "suppressed" || p.publish === "flagged") {
     const reason = p.reason || t("noValue");
     const key = p.publish === "flagged" ? "withheldWhy" : canSeeCells() ? "withheldPublic" : "withheldWhy";

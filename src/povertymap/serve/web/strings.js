@@ -45,6 +45,7 @@ export const STRINGS = {
     legendNoData: "no data",
 
     district: "District {id}",
+    districtNamed: "{name} (district {id})",
     estimate: "Estimate",
     headcount: "Share in poverty",
     fhEstimate: "Fay-Herriot estimate",
