@@ -26,7 +26,7 @@ from scipy.special import ndtr
 from povertymap.errors import ModelError
 from povertymap.estimate.spatial import ExponentialCovariance, GridFieldSampler
 
-__all__ = ["simulate_area_intervals", "weighted_area_means"]
+__all__ = ["BATCH_ELEMENTS", "draw_batch", "simulate_area_intervals", "weighted_area_means"]
 
 
 def weighted_area_means(values: ArrayLike, weights: ArrayLike, areas: ArrayLike) -> pd.Series:
@@ -42,6 +42,17 @@ def weighted_area_means(values: ArrayLike, weights: ArrayLike, areas: ArrayLike)
     g = df.groupby("a", sort=True)[["wv", "w"]].sum()
     with np.errstate(invalid="ignore", divide="ignore"):
         return (g["wv"] / g["w"]).where(g["w"] > 0)
+
+
+#: Most cell draws held at once per array (``cells x draws``): 10^7 doubles, 80 MB. The
+#: simulation holds a handful of such arrays (errors, means, headcounts, field samples).
+BATCH_ELEMENTS = 10_000_000
+
+
+def draw_batch(n_cells: int) -> int:
+    """Draws simulated together for ``n_cells`` cells: 100, or fewer where ``cells x
+    draws`` would pass :data:`BATCH_ELEMENTS` (20 for 5x10^5 cells)."""
+    return max(1, min(100, BATCH_ELEMENTS // max(n_cells, 1)))
 
 
 def simulate_area_intervals(
@@ -63,7 +74,7 @@ def simulate_area_intervals(
     fp_factor: ArrayLike | None = None,
     area_effects: Mapping[str, tuple[ArrayLike, float]] | None = None,
     cell_size: float | None = None,
-    batch: int = 100,
+    batch: int | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Simulated intervals of area means (and headcounts) at several admin levels.
 
@@ -96,6 +107,9 @@ def simulate_area_intervals(
         area and draw with that share of the cell error variance. The shares of
         ``covariance`` and of these effects must not exceed 1 together; the rest is
         independent.
+    batch:
+        Draws simulated together (default: :func:`draw_batch`, so that memory stays
+        bounded whatever the country's size).
 
     Returns
     -------
@@ -107,6 +121,7 @@ def simulate_area_intervals(
     sd = np.asarray(sigma, dtype=float)
     w = np.asarray(weights, dtype=float)
     n = mu.size
+    batch = batch or draw_batch(n)
     if not (sd.size == n and w.size == n):
         raise ModelError("estimate, sigma and weights must have one value per cell")
     if poverty_line is not None and within_sd is None:
