@@ -153,8 +153,8 @@ def test_simulated_headcounts_average_to_the_expected_headcount() -> None:
 def test_draws_in_bounded_batches_give_the_same_intervals_statistically() -> None:
     from povertymap.estimate.aggregate import BATCH_ELEMENTS, draw_batch
 
-    assert draw_batch(4_211) == 100 and draw_batch(500_000) == 20 and draw_batch(10**8) == 1
-    assert draw_batch(100_000) * 100_000 <= BATCH_ELEMENTS
+    assert draw_batch(4_211) == 100 and draw_batch(500_000) == 10 and draw_batch(10**8) == 1
+    assert draw_batch(100_000) * 100_000 <= BATCH_ELEMENTS and draw_batch(50_000) == 100
     x, y = _grid(20)
     est = np.random.default_rng(1).normal(1.0, 0.4, x.size)
     runs = {}

@@ -44,14 +44,14 @@ def weighted_area_means(values: ArrayLike, weights: ArrayLike, areas: ArrayLike)
         return (g["wv"] / g["w"]).where(g["w"] > 0)
 
 
-#: Most cell draws held at once per array (``cells x draws``): 10^7 doubles, 80 MB. The
+#: Most cell draws held at once per array (``cells x draws``): 5x10^6 doubles, 40 MB. The
 #: simulation holds a handful of such arrays (errors, means, headcounts, field samples).
-BATCH_ELEMENTS = 10_000_000
+BATCH_ELEMENTS = 5_000_000
 
 
 def draw_batch(n_cells: int) -> int:
     """Draws simulated together for ``n_cells`` cells: 100, or fewer where ``cells x
-    draws`` would pass :data:`BATCH_ELEMENTS` (20 for 5x10^5 cells)."""
+    draws`` would pass :data:`BATCH_ELEMENTS` (10 for 5x10^5 cells)."""
     return max(1, min(100, BATCH_ELEMENTS // max(n_cells, 1)))
 
 
