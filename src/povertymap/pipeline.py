@@ -152,7 +152,7 @@ def _out_of_area(
     engine: Engine,
     progress: ProgressCallback | None,
 ) -> pd.Series:
-    """Each cell predicted by the model refitted without its admin-2's clusters."""
+    """Each cell predicted by a model refitted without its admin-2's clusters."""
     assert t.features.cells is not None
     return out_of_area_predictions(
         partial(fit_model, t.cv.models["model"]),
@@ -161,6 +161,7 @@ def _out_of_area(
         area.clusters["admin_id"].reindex(model.training_X_.index).to_numpy(),
         t.features.cells,
         cells["admin_id"].to_numpy(),
+        groups=area.config.estimate.out_of_area_refits,
         engine=engine,
         progress=progress,
     )

@@ -145,3 +145,15 @@ def test_out_of_area_predictions_are_the_same_whatever_n_jobs(name: str) -> None
     again = out_of_area_predictions(counted, X, y, cluster_area, cells, cell_area, engine=SERIAL)
     pd.testing.assert_series_equal(again, serial, check_exact=True)
     assert sorted(fits) == sorted([int((cluster_area != a).sum()) for a in "abcd"] + [len(y)])
+    # cross-fitting: a and c left out together, b and d together, then the unsurveyed areas
+    fits.clear()
+    paired = out_of_area_predictions(
+        counted, X, y, cluster_area, cells, cell_area, groups=2, engine=SERIAL
+    )
+    assert len(fits) == 3
+    for pair in (["a", "c"], ["b", "d"]):
+        here = np.isin(cell_area, pair)
+        model = fit(X[~np.isin(cluster_area, pair)], y[~np.isin(cluster_area, pair)])
+        assert np.array_equal(paired[here].to_numpy(), model.predict(cells[here]))
+    assert np.array_equal(paired[unsurveyed].to_numpy(), serial[unsurveyed].to_numpy())
+    assert paired[pd.isna(cell_area)].isna().all()

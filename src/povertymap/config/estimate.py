@@ -139,6 +139,13 @@ class EstimationSettings(_Model):
     fh_method: Literal["REML", "ML", "FH"] = Field(
         "REML", description="Fay-Herriot variance estimator (as R sae::eblupFH)."
     )
+    out_of_area_refits: Annotated[int, Field(ge=2)] | None = Field(
+        10,
+        description="Refits behind Fay-Herriot's synthetic estimate (each cell predicted "
+        "by a model that never saw its admin-2 unit's clusters): the surveyed units are "
+        "dealt in id order into this many groups, one refit without each group's clusters "
+        "(cross-fitting); null refits once per unit.",
+    )
     variance_smoothing: Literal["gvf", "direct"] = Field(
         "gvf",
         description="Sampling variances given to Fay-Herriot: 'gvf' smooths every area's "

@@ -97,6 +97,7 @@ def out_of_area_predictions(
     features: pd.DataFrame,
     cell_area: np.ndarray,
     *,
+    groups: int | None = None,
     engine: Engine | None = None,
     progress: ProgressCallback | None = None,
 ) -> pd.Series:
@@ -105,32 +106,36 @@ def out_of_area_predictions(
     Small-area estimation combines an area's survey estimate with the map's; the two must
     have independent errors, and a map fitted on the area's own clusters carries part of
     their sampling error. ``fit(X, y)`` returns a fitted model; it must be picklable for a
-    parallel engine (e.g. ``functools.partial(fit_model, cfg)``). Each area is one task of
-    :func:`_refit_without_area` mapped by ``engine`` (default: this process, one area after
-    another); the predictions are the same whatever the engine. The areas without a
-    cluster share one task: leaving none of their clusters out, each would refit the same
-    model on every cluster.
+    parallel engine (e.g. ``functools.partial(fit_model, cfg)``).
+
+    ``groups`` None refits once per surveyed area. With ``groups`` = K the surveyed areas
+    are dealt in the order of their ids into K groups (area i to group i mod K) and each
+    group's cells come from one model refitted without all of the group's clusters:
+    cross-fitting, whose predictions are as independent of an area's own sampling error
+    as one refit per area, from K refits instead of one per area, each on about
+    (K - 1) / K of the clusters. The areas without a cluster share one refit on every
+    cluster. Each refit is one task of :func:`_refit_without` mapped by ``engine``
+    (default: this process, one after another); the predictions are the same whatever
+    the engine.
     """
     values = np.full(len(features), np.nan)
     cell_area = np.asarray(cell_area)
-    surveyed = set(pd.unique(np.asarray(cluster_area)).tolist())
+    cluster_area = np.asarray(cluster_area)
+    known = set(pd.unique(cluster_area).tolist())
+    surveyed = sorted(known, key=str)
+    if groups is None or groups >= len(surveyed):
+        held_out = [[a] for a in surveyed]
+    else:
+        held_out = [surveyed[k::groups] for k in range(groups)]
     tasks = []
-    unsurveyed = []
-    for area_id in pd.unique(cell_area):
-        here = np.flatnonzero(cell_area == area_id)
-        if not len(here):  # a NaN area id matches no cell (NaN != NaN): nothing to predict
-            continue
-        if area_id in surveyed:
-            tasks.append((area_id, here, features.iloc[here]))
-        else:
-            unsurveyed.append(here)
-    if unsurveyed:
-        here = np.sort(np.concatenate(unsurveyed))
-        tasks.append((None, here, features.iloc[here]))
+    for leave_out, cells_of in [*((g, g) for g in held_out), ([], list(set(cell_area) - known))]:
+        here = np.flatnonzero(np.isin(cell_area, cells_of))
+        if len(here):  # a NaN area id matches no cell (NaN != NaN): nothing to predict
+            tasks.append((leave_out, here, features.iloc[here]))
     if tasks:
         engine = engine if engine is not None else LocalEngine()
         done = engine.map(
-            partial(_refit_without_area, fit, X, np.asarray(y), np.asarray(cluster_area)),
+            partial(_refit_without, fit, X, np.asarray(y), cluster_area),
             tasks,
             label="out-of-area refits",
             progress=progress,
@@ -139,21 +144,21 @@ def out_of_area_predictions(
     return pd.Series(values, index=features.index, name="pred_out_of_area")
 
 
-def _refit_without_area(
+def _refit_without(
     fit: Callable[[pd.DataFrame, np.ndarray], BaseEstimator],
     X: pd.DataFrame,
     y: np.ndarray,
     cluster_area: np.ndarray,
-    task: tuple[object, np.ndarray, pd.DataFrame],
+    task: tuple[list[object], np.ndarray, pd.DataFrame],
 ) -> pd.DataFrame:
-    """Refit without the clusters of the task's area; predict the area's cells.
+    """Refit without the clusters of the task's areas; predict the task's cells.
 
-    ``task`` is ``(area_id, cell positions, cell features)``; area id None (the areas
-    without clusters) keeps every cluster. BLAS and OpenMP run on one thread, so the
-    numbers are the same in this process and in a worker process.
+    ``task`` is ``(areas to leave out, cell positions, cell features)``; an empty list
+    (the areas without clusters) keeps every cluster. BLAS and OpenMP run on one thread,
+    so the numbers are the same in this process and in a worker process.
     """
-    area_id, positions, cells = task
-    keep = np.ones(len(y), bool) if area_id is None else cluster_area != area_id
+    leave_out, positions, cells = task
+    keep = ~np.isin(cluster_area, leave_out)
     with fixed_threads(1):
         model = fit(X[keep], y[keep])
         pred = predict_cells(model, cells).to_numpy()
