@@ -158,7 +158,7 @@ def _refit_without(
     so the numbers are the same in this process and in a worker process.
     """
     leave_out, positions, cells = task
-    keep = ~np.isin(cluster_area, leave_out)
+    keep = ~np.isin(cluster_area, np.asarray(leave_out, dtype=object))
     with fixed_threads(1):
         model = fit(X[keep], y[keep])
         pred = predict_cells(model, cells).to_numpy()
