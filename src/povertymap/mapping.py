@@ -47,6 +47,7 @@ from povertymap.io.artifacts import read_json, read_pickle, write_pickle
 from povertymap.io.writers import write_json, write_table
 from povertymap.models.classical import comparison_models
 from povertymap.models.evaluate import CrossValidation, cross_validate, fit_model
+from povertymap.models.sensitivity import redisplaced_features
 from povertymap.predict import rollout
 from povertymap.runplan import survey_households
 from povertymap.target.stage import FittedPMT, fit_pmt
@@ -213,11 +214,19 @@ class MappingModel:
         assert features.cells is not None and features.cell_facts is not None  # for_map
         X, y = features.clusters, area.clusters["target"].to_numpy(dtype=float)
         with timer.stage("cross_validation"):
+            moved = redisplaced_features(
+                area,
+                features.blocks,
+                self.estimate.position_draws,
+                engine=engine,
+                urban_cells=features.cell_facts["urban"] if features.urban_rule else None,
+            )
             cv = cross_validate(
                 area,
                 X,
                 models=comparison_models(self.model, X.columns) if compare else None,
                 prediction=map_locations(area, features.cell_facts),
+                moved=moved,
                 progress=progress,
                 engine=engine,
             )

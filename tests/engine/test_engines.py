@@ -20,7 +20,7 @@ from povertymap.config import FeaturesConfig, ModelConfig
 from povertymap.engine import Engine, LocalEngine, get_engine
 from povertymap.errors import ConfigError
 from povertymap.models.classical import make_model
-from povertymap.models.cv import out_of_fold, random_folds
+from povertymap.models.cv import out_of_fold, out_of_fold_moved, random_folds
 from povertymap.models.evaluate import fit_model
 from povertymap.predict.rollout import out_of_area_predictions
 
@@ -109,6 +109,23 @@ def test_out_of_fold_is_the_same_whatever_n_jobs(name: str) -> None:
     assert sorted(set(fold_serial.tolist())) == [0, 1, 2, 3, 4]
     assert calls == [("cv", k, 5) for k in range(1, 6)]
     assert np.corrcoef(serial, y)[0, 1] > 0.3  # the model learned something
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_fold_models_also_predict_moved_features(name: str) -> None:
+    X, y = _problem()
+    folds = random_folds(len(y), n_folds=5, random_state=2)
+    make = partial(make_model, MODELS[name])
+    shifted = X + np.random.default_rng(3).normal(0.0, 0.3, X.shape)
+    pred, fold_id = out_of_fold(make, X, y, folds, engine=SERIAL)
+    again, fold_again, moved = out_of_fold_moved(make, X, y, folds, [X, shifted], engine=PARALLEL)
+    assert np.array_equal(again, pred) and np.array_equal(fold_again, fold_id)
+    assert moved.shape == (len(y), 2)
+    assert np.array_equal(moved[:, 0], pred)  # the same rows: the same predictions
+    for fold in folds:  # each fold's model, from its own test rows of the moved table
+        model = clone(make()).fit(X.iloc[fold.train], y[fold.train])
+        assert np.array_equal(moved[fold.test, 1], model.predict(shifted.iloc[fold.test]))
+    assert not np.allclose(moved[:, 1], pred)
 
 
 @pytest.mark.parametrize("name", list(MODELS))

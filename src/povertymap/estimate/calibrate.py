@@ -22,6 +22,13 @@ not. Noise in ``y`` does not bias ``Cov(y, pred)`` but inflates ``Var(y)``, so t
 variance is deconvolved as ``Var(true) = Var(y) - mean(v_k)`` and ``r`` is the
 disattenuated correlation ``Cov(y, pred) / sqrt(Var(pred) Var(true))`` (Spearman's
 correction for attenuation).
+
+Noise in ``pred`` that the map's own predictions do not have (``pred_noise_var``: the
+positional error of predictions made at displaced cluster locations, measured by
+re-displacing them) is the opposite case: it inflates ``Var(pred)`` and attenuates the
+slope of ``y`` on ``pred`` (regression dilution), so a calibration fitted on it would
+over-shrink the map. ``Var(pred) - pred_noise_var`` is used in its place (the errors-in-
+variables correction, Fuller 1987).
 """
 
 from __future__ import annotations
@@ -71,6 +78,7 @@ class LinearCalibrator(BaseEstimator):
         y: ArrayLike,
         noise_var: ArrayLike | None = None,
         target_extra_var: float = 0.0,
+        pred_noise_var: float = 0.0,
     ) -> LinearCalibrator:
         """Fit on out-of-fold predictions ``pred`` of noisy cluster means ``y``.
 
@@ -81,7 +89,9 @@ class LinearCalibrator(BaseEstimator):
         realised by a cell's few households (population-weighted mean of
         ``s^2 sum m^2 / (sum m)^2``): ``balanced`` and ``variance`` then aim at the
         spread of that target, ``Var(true) + target_extra_var``, and ``r`` is the
-        correlation with it.
+        correlation with it. ``pred_noise_var`` is the variance of an error in ``pred``
+        that the predictions to calibrate do not have (module docstring), at most half
+        of ``Var(pred)``.
         """
         if self.method not in _METHODS:
             raise ModelError(
@@ -89,7 +99,7 @@ class LinearCalibrator(BaseEstimator):
             )
         p, t = _clean(pred, y)
         nv = 0.0 if noise_var is None else float(np.nanmean(np.asarray(noise_var, dtype=float)))
-        var_p = float(np.var(p))
+        var_p = float(np.var(p)) - min(max(float(pred_noise_var), 0.0), 0.5 * float(np.var(p)))
         var_y = float(np.var(t))
         cov = float(np.mean((p - p.mean()) * (t - t.mean())))
         if var_p <= 0:

@@ -14,7 +14,7 @@ Columns it reads from cells: ``pred`` (the raw model prediction), ``population``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -237,8 +237,18 @@ class CellEstimator:
         """Step 3: calibration on OOF predictions, aiming at the realised cells' spread."""
         s = self.settings
         fp_w = self.metrics_.get("finite_population", {}).get("pop_weighted_var", 0.0)
+        moved = _moved_predictions(oof)
+        added = 0.0
+        if moved.shape[1]:
+            # what re-displacing the clusters adds to the spread of their predictions
+            pred = oof["pred"].to_numpy(dtype=float)
+            added = max(float(np.mean(np.nanvar(moved, axis=0)) - np.nanvar(pred)), 0.0)
         cal = LinearCalibrator(method=s.calibration).fit(
-            oof["pred"], oof["y"], noise_var, target_extra_var=fp_w if np.isfinite(fp_w) else 0.0
+            oof["pred"],
+            oof["y"],
+            noise_var,
+            target_extra_var=fp_w if np.isfinite(fp_w) else 0.0,
+            pred_noise_var=added,
         )
         self.calibrator_ = cal
         est = cal.predict(cells["pred"].to_numpy())
@@ -246,6 +256,7 @@ class CellEstimator:
             "method": s.calibration,
             "slope": cal.slope_,
             "intercept": cal.intercept_,
+            "pred_position_var": added,
             **cal.report_,
             "cell_var_ratio": _cell_var_ratio(est, cells, cal.var_true_),
             **_cell_vs_cluster_predictions(cells, oof),
@@ -281,12 +292,19 @@ class CellEstimator:
                         f"{int((~found).sum())} clusters lie outside every map cell; they "
                         "keep their survey urban flag as conformal group"
                     )
+        self.position_var_, position = _position_variance(
+            oof, self.residuals_, cal, g_oof, s.min_group_size
+        )
+        if position:
+            self.metrics_["position"] = position
         self.conformal_ = MondrianConformal(
             level=s.level,
             noise_correction=s.noise_correction,
             min_group_size=s.min_group_size,
         ).fit(
-            self.residuals_, g_oof, noise_var.to_numpy() if s.noise_correction == "scale" else None
+            self.residuals_,
+            g_oof,
+            noise_var.to_numpy() + self.position_var_ if s.noise_correction == "scale" else None,
         )
         self.metrics_["cell_vs_cluster"] = _cell_vs_cluster_gap(oof, cells, at_cell, cal)
         self.metrics_["conformal"] = self.conformal_.summary()
@@ -302,8 +320,9 @@ class CellEstimator:
             }
             return
         cov, note = _error_covariance(
-            oof, self.residuals_, self.noise_var_.to_numpy(), self.conformal_, s
-        )
+            oof, self.residuals_, self.noise_var_.to_numpy(), self.conformal_, s,
+            position_var=float(np.mean(self.position_var_)),
+        )  # fmt: skip
         if note:
             warnings.append(note)
         self.covariance_ = cov
@@ -403,20 +422,77 @@ class CellEstimator:
 # --------------------------------------------------------------------------- helpers
 
 
+def _moved_predictions(oof: pd.DataFrame) -> np.ndarray:
+    """The OOF predictions at re-displaced cluster locations, (clusters, draws)."""
+    columns = [c for c in oof.columns if str(c).startswith("pred_moved_")]
+    return oof[columns].to_numpy(dtype=float).reshape(len(oof), len(columns))
+
+
+def _position_variance(
+    oof: pd.DataFrame,
+    resid: np.ndarray,
+    cal: LinearCalibrator,
+    groups: np.ndarray | None,
+    min_group_size: int,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Per cluster, the error variance its displaced coordinates add, and its figures.
+
+    The clusters' published locations are displaced; the map's cells are not. Each fold
+    model also predicted its clusters from features at locations displaced once more
+    (``oof`` columns ``pred_moved_<i>``, from
+    :func:`~povertymap.models.sensitivity.redisplaced_features`).
+    Offsets add in variance, so the second displacement doubles the first's; the rise of
+    the mean squared residual from one to two is the share of one displacement, and
+    extrapolating to none (SIMEX: Cook & Stefanski 1994, linear in the offset variance)
+    removes it once: ``delta_g = mean_g(r_moved^2) - mean_g(r^2)``, per Mondrian group
+    (pooled for a small group), at least 0. A linear extrapolation errs on the small
+    side where the error grows slower than the offset variance (rough fields: by the
+    distance, not its square), so the intervals stay on the wide side.
+    """
+    n = len(resid)
+    moved = cal.predict(_moved_predictions(oof))
+    if not moved.shape[1]:
+        return np.zeros(n), {}
+    rise = np.mean((oof["y"].to_numpy(dtype=float)[:, None] - moved) ** 2, axis=1) - resid**2
+    ok = np.isfinite(rise)
+    pooled = max(float(np.mean(rise[ok])), 0.0) if ok.any() else 0.0
+    out = np.full(n, pooled)
+    figures: dict[str, Any] = {"draws": moved.shape[1], "pooled": pooled}
+    if groups is not None:
+        for key, name in ((True, "urban"), (False, "rural")):
+            m = groups == key
+            if (m & ok).sum() >= min_group_size:
+                out[m] = max(float(np.mean(rise[m & ok])), 0.0)
+            if m.any():
+                figures[name] = float(out[m][0])
+    figures["share_of_residual"] = float(np.mean(out) / np.mean(resid**2)) if n else 0.0
+    return out, figures
+
+
 def _error_covariance(
     oof: pd.DataFrame,
     resid: np.ndarray,
     noise_var: np.ndarray,
     conf: MondrianConformal,
     s: EstimationSettings,
+    position_var: float = 0.0,
 ) -> tuple[ExponentialCovariance, str | None]:
     """Covariance of model errors from the OOF residual variogram.
 
     With ``area_effects`` and admin ids on the clusters, the variogram is split by
     whether pairs share their admin-2/admin-1 unit and admin effects are fitted beside
-    the exponential field (:func:`fit_nested`).
+    the exponential field (:func:`fit_nested`). ``position_var``, the error variance the
+    clusters' displaced coordinates add (:func:`_position_variance`), is in the
+    residuals' variogram as a local error: it comes out of the nugget, so that the cells'
+    error variance is the conformal one and the shared (area) part is what the residuals
+    showed.
     """
     total = float(conf.sigma_["__pooled__"] ** 2)
+    if position_var > 0:
+        cov, note = _error_covariance(oof, resid, noise_var, conf, s)
+        scaled = cov.scaled((total + position_var) / total if total > 0 else 0.0)
+        local = replace(scaled, nugget=max(scaled.nugget - position_var, 0.0))
+        return local.scaled(total / local.sill if local.sill > 0 else 0.0), note
     if not {"easting", "northing"} <= set(oof.columns):
         return (
             ExponentialCovariance(0.0, total, 10 * s.variogram_max_m),

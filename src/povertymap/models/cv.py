@@ -10,7 +10,7 @@ published fold ids, regions or countries.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -34,6 +34,7 @@ __all__ = [
     "make_folds",
     "match_block_size",
     "out_of_fold",
+    "out_of_fold_moved",
     "random_folds",
     "spatial_folds",
     "test_distances",
@@ -224,20 +225,29 @@ def fit_predict_fold(
     X: pd.DataFrame,
     y: np.ndarray,
     task: tuple[int, Fold],
+    moved: Sequence[pd.DataFrame] = (),
 ) -> pd.DataFrame:
     """Fit ``make()`` on fold ``k``'s training rows and predict its test rows.
 
     ``task`` is ``(k, fold)``. Returns one row per test row, indexed by its id, with its
-    ``position`` in ``X``, ``pred`` and ``fold``. BLAS and OpenMP run on one thread (the
-    model is built first, so the OpenMP runtime LightGBM loads is pinned too): the numbers
-    are the same in this process, in a worker process, and on any machine.
+    ``position`` in ``X``, ``pred`` and ``fold``, and ``moved_<i>``: the same model's
+    prediction from the test rows of ``moved[i]`` (the rows of ``X`` featurised
+    elsewhere, e.g. at re-displaced cluster locations). BLAS and OpenMP run on one
+    thread (the model is built first, so the OpenMP runtime LightGBM loads is pinned
+    too): the numbers are the same in this process, in a worker process, and on any
+    machine.
     """
     k, fold = task
     model = clone(make())
     with fixed_threads(1):
         model.fit(X.iloc[fold.train], y[fold.train])
         pred = np.asarray(model.predict(X.iloc[fold.test]), dtype=float)
-    return pd.DataFrame({"position": fold.test, "pred": pred, "fold": k}, index=X.index[fold.test])
+        out = pd.DataFrame(
+            {"position": fold.test, "pred": pred, "fold": k}, index=X.index[fold.test]
+        )
+        for i, other in enumerate(moved):
+            out[f"moved_{i}"] = np.asarray(model.predict(other.iloc[fold.test]), dtype=float)
+    return out
 
 
 def out_of_fold(
@@ -258,6 +268,25 @@ def out_of_fold(
     ``functools.partial``).
     Rows in no test fold keep ``nan`` and fold ``-1``.
     """
+    pred, fold_id, _ = out_of_fold_moved(
+        make, X, y, folds, (), progress=progress, label=label, engine=engine
+    )
+    return pred, fold_id
+
+
+def out_of_fold_moved(
+    make: Callable[[], BaseEstimator],
+    X: pd.DataFrame,
+    y: np.ndarray,
+    folds: list[Fold],
+    moved: Sequence[pd.DataFrame],
+    progress: ProgressCallback | None = None,
+    label: str = "cross-validation",
+    *,
+    engine: Engine | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`out_of_fold`, and each fold model's predictions from the rows of every
+    table of ``moved`` (aligned with ``X``) that the fold tests: shape (rows, moved)."""
     for k, fold in enumerate(folds):
         if len(fold.train) < 10:
             raise ModelError(
@@ -268,15 +297,18 @@ def out_of_fold(
     y = np.asarray(y)
     engine = engine if engine is not None else LocalEngine()
     done = engine.map(
-        partial(fit_predict_fold, make, X, y),
+        partial(fit_predict_fold, make, X, y, moved=tuple(moved)),
         list(enumerate(folds)),
         label=label,
         progress=progress,
     )
     pred = np.full(len(y), np.nan)
     fold_id = np.full(len(y), -1)
+    at_moved = np.full((len(y), len(moved)), np.nan)
     if len(done):
         at = done["position"].to_numpy(dtype=np.int64)
         pred[at] = done["pred"].to_numpy(dtype=float)
         fold_id[at] = done["fold"].to_numpy()
-    return pred, fold_id
+        for i in range(len(moved)):
+            at_moved[at, i] = done[f"moved_{i}"].to_numpy(dtype=float)
+    return pred, fold_id, at_moved

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,14 @@ from povertymap.models.classical import (
     reference_models,
     standardize_within,
 )
-from povertymap.models.cv import Fold, distance_match, make_folds, match_block_size, out_of_fold
+from povertymap.models.cv import (
+    Fold,
+    distance_match,
+    make_folds,
+    match_block_size,
+    out_of_fold,
+    out_of_fold_moved,
+)
 
 if TYPE_CHECKING:
     from povertymap.engine.base import Engine, ProgressCallback
@@ -134,6 +142,7 @@ def cross_validate(
     compare_random: bool = True,
     references: bool = True,
     prediction: tuple[np.ndarray, np.ndarray] | None = None,
+    moved: Sequence[pd.DataFrame] = (),
     progress: ProgressCallback | None = None,
     engine: Engine | None = None,
 ) -> CrossValidation:
@@ -145,8 +154,11 @@ def cross_validate(
     to compare (each gets an out-of-fold column in ``oof``). With ``compare_random``, the
     model is also scored on random folds, to show how optimistic random CV is.
     ``prediction`` (the map's cell centres and populations) adds the distance-matching
-    diagnostic and resolves ``block_size_m: auto``. ``engine`` runs the folds (default:
-    one after another in this process); the numbers are the same whatever the engine.
+    diagnostic and resolves ``block_size_m: auto``. ``moved``: the clusters' features
+    computed elsewhere (re-displaced locations, aligned with ``X``); each fold model of
+    the model also predicts its test rows from every table, in ``oof`` columns
+    ``pred_moved_<i>``. ``engine`` runs the folds (default: one after another in this
+    process); the numbers are the same whatever the engine.
     """
     cfg = area.config
     cv_cfg = cfg.cv if n_folds is None else cfg.cv.model_copy(update={"folds": n_folds})
@@ -195,17 +207,20 @@ def cross_validate(
 
     oof = pd.DataFrame({"y": y}, index=X.index)
     for name, model_cfg in named.items():
-        pred, fold_id = out_of_fold(
+        pred, fold_id, at_moved = out_of_fold_moved(
             make(model_cfg),
             X,
             y_index,
             folds,
+            moved if name == "model" else (),
             progress=progress,
             label=f"CV {name}",
             engine=engine,
         )
         oof["pred" if name == "model" else name] = pred
         oof["fold"] = fold_id
+        for i in range(at_moved.shape[1]):
+            oof[f"pred_moved_{i}"] = at_moved[:, i]
     groups = _groups(area, X)
     if labels is not None:
         groups[str(by)] = labels

@@ -19,7 +19,46 @@ from povertymap.studyarea import cluster_buffers
 if TYPE_CHECKING:
     from povertymap.studyarea import StudyArea
 
-__all__ = ["displacement_sensitivity"]
+__all__ = ["displacement_sensitivity", "redisplaced_features"]
+
+
+def redisplaced_features(
+    area: StudyArea,
+    blocks: list[FeatureBlock],
+    draws: int,
+    *,
+    engine: Engine,
+    urban_cells: pd.Series | None = None,
+) -> list[pd.DataFrame]:
+    """The clusters' features at ``draws`` re-displaced locations, each aligned with the
+    clusters.
+
+    Survey coordinates are already displaced (DHS: urban up to 2 km, rural up to 5 km, 1%
+    of rural up to 10 km, inside the admin-2 unit). Each draw displaces them again by the
+    same rules (seeded by ``model.random_state``) and computes the cluster features there
+    with the fitted ``blocks``. ``urban_cells`` (the map's urban flag per cell) picks each
+    moved cluster's buffer radius, as for the published points; without it the survey
+    flag does.
+    """
+    admin = area.require_admin()
+    clusters = pd.DataFrame(area.clusters.drop(columns="geometry"))
+    clusters["easting"], clusters["northing"] = area.clusters.geometry.x, area.clusters.geometry.y
+    if "urban" not in clusters:
+        clusters["urban"] = False
+    radii = area.config.features.buffer_m.model_dump()
+    rng = np.random.default_rng(area.config.model.random_state)
+    tables = []
+    for _ in range(draws):
+        moved = displace_clusters(clusters, rng, admin=admin)
+        points = area.clusters.set_geometry(
+            gpd.points_from_xy(moved["easting"], moved["northing"], crs=area.crs)
+        )
+        flags = (
+            cluster_urban(points, urban_cells, area.cell_size) if urban_cells is not None else None
+        )
+        buffers = cluster_buffers(points, radii, urban=flags)
+        tables.append(build_features(blocks, area, buffers, engine=engine))
+    return tables
 
 
 def displacement_sensitivity(
@@ -35,30 +74,13 @@ def displacement_sensitivity(
 ) -> dict[str, Any]:
     """How cross-validated r² moves when the clusters are displaced once more.
 
-    Survey coordinates are already displaced (DHS: urban up to 2 km, rural up to 5 km, 1%
-    of rural up to 10 km, inside the admin-2 unit). Each draw displaces them again by the
-    same rules, recomputes the cluster features and reruns the cross-validation on the
-    same folds. A small spread means buffer-averaged features absorb the displacement.
-    ``urban_cells`` (the map's urban flag per cell) picks each moved cluster's buffer
-    radius, as for the published points; without it the survey flag does.
+    Each draw of :func:`redisplaced_features` reruns the cross-validation on the same
+    folds with the moved features. A small spread means buffer-averaged features absorb
+    the displacement.
     """
-    admin = area.require_admin()
-    clusters = pd.DataFrame(area.clusters.drop(columns="geometry"))
-    clusters["easting"], clusters["northing"] = area.clusters.geometry.x, area.clusters.geometry.y
-    if "urban" not in clusters:
-        clusters["urban"] = False
-    radii = area.config.features.buffer_m.model_dump()
-    rng = np.random.default_rng(area.config.model.random_state)
     r2 = []
-    for k in range(draws):
-        moved = displace_clusters(clusters, rng, admin=admin)
-        points = area.clusters.set_geometry(
-            gpd.points_from_xy(moved["easting"], moved["northing"], crs=area.crs)
-        )
-        flags = (
-            cluster_urban(points, urban_cells, area.cell_size) if urban_cells is not None else None
-        )
-        X = build_features(blocks, area, cluster_buffers(points, radii, urban=flags), engine=engine)
+    tables = redisplaced_features(area, blocks, draws, engine=engine, urban_cells=urban_cells)
+    for k, X in enumerate(tables):
         again = cross_validate(
             area, X, compare_random=False, references=False, engine=engine, **cv_options
         )
