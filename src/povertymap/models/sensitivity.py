@@ -47,8 +47,10 @@ def redisplaced_features(
         clusters["urban"] = False
     radii = area.config.features.buffer_m.model_dump()
     rng = np.random.default_rng(area.config.model.random_state)
-    tables = []
-    for _ in range(draws):
+    if draws < 1:
+        return []
+    zones = []
+    for k in range(draws):
         moved = displace_clusters(clusters, rng, admin=admin)
         points = area.clusters.set_geometry(
             gpd.points_from_xy(moved["easting"], moved["northing"], crs=area.crs)
@@ -57,8 +59,14 @@ def redisplaced_features(
             cluster_urban(points, urban_cells, area.cell_size) if urban_cells is not None else None
         )
         buffers = cluster_buffers(points, radii, urban=flags)
-        tables.append(build_features(blocks, area, buffers, engine=engine))
-    return tables
+        zones.append(buffers.set_index(buffers.index.astype(str) + f"@{k}"))
+    # one pass over the rasters and embeddings for every draw's buffers
+    features = build_features(blocks, area, pd.concat(zones), engine=engine)
+    n = len(area.clusters)
+    return [
+        features.iloc[k * n : (k + 1) * n].set_axis(area.clusters.index, axis=0)
+        for k in range(draws)
+    ]
 
 
 def displacement_sensitivity(
