@@ -127,7 +127,7 @@ def run(
                 metrics["truth"] = score_map(cells, estimates, known, references)
                 if plan is not None and registry is not None:
                     evaluation = evaluate_plan(
-                        plan, cells, registry, model.pmt_, known, cfg.targeting
+                        plan, cells, registry, model.pmt_, known, cfg.targeting, engine=engine
                     )
                     metrics["truth"]["targeting"] = evaluation.headline
         with timer.stage("write"):

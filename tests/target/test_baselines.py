@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
+from povertymap.engine import LocalEngine
 from povertymap.errors import InputError
 from povertymap.target import (
     AreaRanking,
@@ -91,6 +92,10 @@ def test_oracles_are_ceilings(world: tuple[pd.DataFrame, pd.DataFrame]) -> None:
         for name in ("noisy map", "lottery"):
             assert got["area oracle"] >= got[name] - 1e-12, share
         np.testing.assert_allclose(frame["coverage"], share)
+    # the budgets spread over two worker processes: the same table
+    spread = targeting_curves(methods, hh, budgets=(0.1, 0.3, 0.5), engine=LocalEngine(n_jobs=2))
+    pd.testing.assert_frame_equal(spread, curves, check_exact=True)
+    assert list(curves["budget_share"].unique()) == [0.1, 0.3, 0.5]
     table = compare(methods, hh, "30%")
     assert set(table["group_by"]) == {"all", "urban", "admin1_id"}
     assert (table["level"] == "person").all()

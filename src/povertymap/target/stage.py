@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from povertymap.config.targeting import TargetingSettings
+from povertymap.engine.base import Engine
 from povertymap.errors import ConfigError
 from povertymap.target.allocate import aggregate_units, allocate
 from povertymap.target.baselines import (
@@ -207,15 +208,20 @@ class TargetingEvaluation:
 
 
 def evaluate_methods(
-    methods: Mapping[str, Method], households: pd.DataFrame, budget: str, rho: float = 3.0
+    methods: Mapping[str, Method],
+    households: pd.DataFrame,
+    budget: str,
+    rho: float = 3.0,
+    engine: Engine | None = None,
 ) -> TargetingEvaluation:
     """Score the methods on the same households (``poor``, ``consumption``, ``hh_size``,
-    ``cell_id``, groups ``urban`` and ``admin1_id``), at ``budget`` and across budgets."""
+    ``cell_id``, groups ``urban`` and ``admin1_id``), at ``budget`` and across budgets
+    (the curves' budgets spread over ``engine``'s workers)."""
     table = compare(methods, households, budget, rho=rho)
     return TargetingEvaluation(
         table=table,
         headline=headline(methods, households, budget, rho=rho),
-        curves=targeting_curves(methods, households, rho=rho),
+        curves=targeting_curves(methods, households, rho=rho, engine=engine),
         gaps=parity_gaps(table),
     )
 
@@ -236,6 +242,7 @@ def evaluate_plan(
     truth: Mapping[str, pd.DataFrame],
     settings: TargetingSettings,
     budget: str | None = None,
+    engine: Engine | None = None,
 ) -> TargetingEvaluation:
     """This plan and every alternative against the true consumption of every household.
 
@@ -256,4 +263,6 @@ def evaluate_plan(
             cells, TARGETING_MAPS, registry=registry, pmt=pmt, true_cells=truth["cells"]
         ),
     }
-    return evaluate_methods(methods, households, budget or settings.budget, rho=settings.rho)
+    return evaluate_methods(
+        methods, households, budget or settings.budget, rho=settings.rho, engine=engine
+    )
