@@ -18,9 +18,9 @@ the generator's default stack with the CNN and random-feature embeddings (``cnn,
 which is two to three times slower; ``--deep`` runs the generator's config unchanged.
 
 Run: ``.venv/bin/python benchmarks/robustness.py [--worlds a,b] [--seed 7] [--out DIR]
-[--json FILE] [--markdown] [--deep]``; ``--rows FILE --markdown`` prints the table of
-recorded rows without running anything. Nothing is asserted: rows go to stdout, progress
-to stderr.
+[--json FILE] [--markdown] [--deep] [--position-draws N]``; ``--rows FILE --markdown``
+prints the table of recorded rows without running anything. Nothing is asserted: rows go
+to stdout, progress to stderr.
 """
 
 from __future__ import annotations
@@ -171,13 +171,17 @@ WORLDS: dict[str, World] = {
 }
 
 
-def job_config(study: Path, world: World, *, deep: bool = False) -> StudyAreaConfig:
+def job_config(
+    study: Path, world: World, *, deep: bool = False, position_draws: int | None = None
+) -> StudyAreaConfig:
     """The config the generator wrote, with the world's survey and estimand; without
-    ``deep``, the tabular blocks and LightGBM."""
+    ``deep``, the tabular blocks and LightGBM; ``position_draws`` sets
+    ``estimate.position_draws`` (the positional correction of the cell intervals)."""
     cfg = read_config(study)
-    update: dict[str, Any] = {
-        "estimate": cfg.estimate.model_copy(update={"cell_target": world.cell_target})
-    }
+    estimate: dict[str, Any] = {"cell_target": world.cell_target}
+    if position_draws is not None:
+        estimate["position_draws"] = position_draws
+    update: dict[str, Any] = {"estimate": cfg.estimate.model_copy(update=estimate)}
     if not world.households:  # headcounts and the registry's proxy means test need them
         update.update(
             survey=cfg.survey.model_copy(update={"households": None}),
@@ -286,7 +290,13 @@ def world_row(name: str, metrics: dict[str, Any], width: dict[str, float]) -> di
 
 
 def run_world(
-    name: str, world: World, *, seed: int, folder: Path, deep: bool = False
+    name: str,
+    world: World,
+    *,
+    seed: int,
+    folder: Path,
+    deep: bool = False,
+    position_draws: int | None = None,
 ) -> dict[str, Any]:
     """Generate one world into ``folder``, run the job on it and return its row."""
     start = time.perf_counter()
@@ -295,7 +305,8 @@ def run_world(
     )
     generated = time.perf_counter()
     truth = folder / "world" / "truth"
-    result = run(job_config(study, world, deep=deep), runs=folder / "runs", truth=truth)
+    cfg = job_config(study, world, deep=deep, position_draws=position_draws)
+    result = run(cfg, runs=folder / "runs", truth=truth)
     ran = time.perf_counter()
     true_cells = read_tabular(truth / "cells.parquet").set_index("cell_id")
     estimand = result.metrics["estimate"]["estimand"]
@@ -383,6 +394,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write all rows to this JSON file")
     parser.add_argument("--markdown", action="store_true", help="print the Markdown table last")
     parser.add_argument("--deep", action="store_true", help="the generator's config (CNN, RCF)")
+    parser.add_argument(
+        "--position-draws", type=int, help="estimate.position_draws (default: the config's)"
+    )
     parser.add_argument("--rows", type=Path, help="render recorded rows (a --json file) only")
     args = parser.parse_args()
     if args.rows is not None:
@@ -400,7 +414,12 @@ def main() -> None:
             began = time.perf_counter()
             try:
                 row = run_world(
-                    name, WORLDS[name], seed=args.seed, folder=root / name, deep=args.deep
+                    name,
+                    WORLDS[name],
+                    seed=args.seed,
+                    folder=root / name,
+                    deep=args.deep,
+                    position_draws=args.position_draws,
                 )
             except Exception as exc:  # a world the job cannot run is a finding, not a crash
                 row = {
@@ -421,6 +440,7 @@ def main() -> None:
             "date": datetime.now(UTC).date().isoformat(),
             "job": "generator's config" if args.deep else "blocks " + ",".join(CLASSICAL_BLOCKS),
             "seed": args.seed,
+            "position_draws": args.position_draws,
             "total_s": total,
             "cores": len(os.sched_getaffinity(0)),
             "base": {f.name: getattr(BASE, f.name) for f in fields(BASE)},

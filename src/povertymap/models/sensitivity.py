@@ -40,6 +40,8 @@ def redisplaced_features(
     moved cluster's buffer radius, as for the published points; without it the survey
     flag does.
     """
+    if draws < 1:
+        return []
     admin = area.require_admin()
     clusters = pd.DataFrame(area.clusters.drop(columns="geometry"))
     clusters["easting"], clusters["northing"] = area.clusters.geometry.x, area.clusters.geometry.y
@@ -47,8 +49,6 @@ def redisplaced_features(
         clusters["urban"] = False
     radii = area.config.features.buffer_m.model_dump()
     rng = np.random.default_rng(area.config.model.random_state)
-    if draws < 1:
-        return []
     zones = []
     for k in range(draws):
         moved = displace_clusters(clusters, rng, admin=admin)
