@@ -447,7 +447,9 @@ def _position_variance(
     removes it once: ``delta_g = mean_g(r_moved^2) - mean_g(r^2)``, per Mondrian group
     (pooled for a small group), at least 0. A linear extrapolation errs on the small
     side where the error grows slower than the offset variance (rough fields: by the
-    distance, not its square), so the intervals stay on the wide side.
+    distance, not its square); it errs on the large side where the fold models predict
+    moved clusters worse than one more displacement explains (a ridge on point-sensitive
+    features: docs/methods.md), which is why ``position_draws`` defaults to 0.
     """
     n = len(resid)
     moved = cal.predict(_moved_predictions(oof))

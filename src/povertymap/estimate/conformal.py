@@ -27,9 +27,9 @@ If model errors and noise are Gaussian, ``s_k`` and ``|m - p| / sigma_g`` have t
 distribution, so the intervals keep the conformal level against the truth; with heavier
 tails the normalisation keeps the tail shape of the residuals and only removes the noise
 scale. The displaced cluster locations make cluster predictions worse than cell
-predictions; the estimation stage measures that positional error by re-displacing the
-clusters and passes it in ``noise_var`` with the sampling noise
-(:mod:`povertymap.estimate.cells`).
+predictions, so residual-based intervals lean wide; with ``estimate.position_draws``
+the estimation stage measures that positional error by re-displacing the clusters and
+passes it in ``noise_var`` with the sampling noise (:mod:`povertymap.estimate.cells`).
 """
 
 from __future__ import annotations
