@@ -731,8 +731,8 @@ def reference_markdown() -> str:
         "# Study-area config reference",
         "",
         'Generated from `povertymap.config` (`python -c "from povertymap.config import '
-        'reference_markdown as r; print(r())" > docs/config.md`). Paths are relative to the '
-        "YAML file; unknown keys are refused.",
+        "reference_markdown as r; print(r(), end='')\" > docs/config.md`). Paths are relative "
+        "to the YAML file; unknown keys are refused.",
     ]
 
     def walk(model: type[BaseModel], prefix: str) -> None:
