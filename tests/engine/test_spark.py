@@ -65,7 +65,9 @@ def _square(offset: int, item: int) -> pd.DataFrame:
 
 
 def _problem(n: int = 150, p: int = 8, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
-    """A cluster feature table with missing values and a nonlinear target."""
+    """A cluster feature table with missing values and a nonlinear target (as in
+    test_engines.py: Spark's Python workers unpickle this module's kernels by reference,
+    so it imports nothing from the tests' own modules, which the workers cannot find)."""
     rng = np.random.default_rng(seed)
     X = pd.DataFrame(
         rng.normal(size=(n, p)),
