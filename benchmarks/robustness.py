@@ -19,7 +19,8 @@ which is two to three times slower; ``--deep`` runs the generator's config uncha
 
 Run: ``.venv/bin/python benchmarks/robustness.py [--worlds a,b] [--seed 7] [--out DIR]
 [--json FILE] [--markdown] [--deep] [--position-draws N]``; ``--rows FILE --markdown``
-prints the table of recorded rows without running anything. Nothing is asserted: rows go
+prints the table of recorded rows without running anything, and ``--rows F7 F8 F9`` the
+table of the worlds they share over their seeds. Nothing is asserted: rows go
 to stdout, progress to stderr.
 """
 
@@ -41,9 +42,11 @@ import numpy as np
 import pandas as pd
 
 from povertymap.config import ModelConfig, StudyAreaConfig
+from povertymap.config.estimate import WithinSd
+from povertymap.estimate.direct import within_sd
 from povertymap.io.artifacts import read_json
 from povertymap.io.configfile import read_config
-from povertymap.io.survey import read_tabular
+from povertymap.io.survey import read_clusters, read_households, read_tabular
 from povertymap.io.writers import write_json
 from povertymap.pipeline import run
 from povertymap.rundir import open_run
@@ -85,6 +88,8 @@ class World:
     imagery: str = "uint8"  # generate(imagery=...): "uint8" (default) or "sentinel2"
     households: bool = True  # False: the survey gives cluster means only
     cell_target: str = "realized"  # estimate.cell_target of the job
+    #: with cluster means only: declare ``estimate.within_sd`` as a survey report gives it
+    declared_within_sd: bool = False
 
     def spec(self, name: str) -> WorldSpec:
         return BASE.with_(name=name, **self.changes)
@@ -96,6 +101,8 @@ class World:
             out["imagery"] = self.imagery
         if not self.households:
             out["households"] = False
+        if self.declared_within_sd:
+            out["within_sd"] = "declared"
         if self.cell_target != "realized":
             out["cell_target"] = self.cell_target
         return out
@@ -168,6 +175,18 @@ WORLDS: dict[str, World] = {
         dict(households_per_cluster=10),
         households=False,
     ),
+    "no_households_declared": World(
+        "cluster means only, with the within-cluster sd declared (`estimate.within_sd`) as "
+        "a survey report gives it: the sampling noise is known again",
+        households=False,
+        declared_within_sd=True,
+    ),
+    "hh10_no_households_declared": World(
+        "10 households per cluster, cluster means only, within-cluster sd declared",
+        dict(households_per_cluster=10),
+        households=False,
+        declared_within_sd=True,
+    ),
 }
 
 
@@ -176,11 +195,15 @@ def job_config(
 ) -> StudyAreaConfig:
     """The config the generator wrote, with the world's survey and estimand; without
     ``deep``, the tabular blocks and LightGBM; ``position_draws`` sets
-    ``estimate.position_draws`` (the positional correction of the cell intervals)."""
+    ``estimate.position_draws`` (the positional correction of the cell intervals). A world
+    with ``declared_within_sd`` declares the within-cluster sd (:func:`reported_within_sd`)
+    before its households are withheld."""
     cfg = read_config(study)
     estimate: dict[str, Any] = {"cell_target": world.cell_target}
     if position_draws is not None:
         estimate["position_draws"] = position_draws
+    if world.declared_within_sd:
+        estimate["within_sd"] = reported_within_sd(cfg)
     update: dict[str, Any] = {"estimate": cfg.estimate.model_copy(update=estimate)}
     if not world.households:  # headcounts and the registry's proxy means test need them
         update.update(
@@ -194,6 +217,18 @@ def job_config(
             model=ModelConfig(name="lightgbm"),
         )
     return cfg.model_copy(update=update)
+
+
+def reported_within_sd(cfg: StudyAreaConfig) -> WithinSd:
+    """The within-cluster sd of the target, urban and rural, that a survey's report gives:
+    computed here from the households the job then withholds (measurement error
+    included, as a report's would be)."""
+    if cfg.survey.households is None:
+        raise ValueError("the world's survey has no households to report a within_sd from")
+    clusters = read_clusters(cfg.survey.clusters)
+    households = read_households(cfg.survey.households, pd.Index(clusters["cluster_id"]))
+    sd = within_sd(households, clusters, person_weighted=cfg.estimate.person_weighted)
+    return WithinSd(urban=sd[True], rural=sd[False])
 
 
 def interval_width(cells: pd.DataFrame, truth: pd.DataFrame, estimand: str) -> dict[str, float]:
@@ -219,6 +254,66 @@ def interval_width(cells: pd.DataFrame, truth: pd.DataFrame, estimand: str) -> d
         own, other = other, own
     out = {"width": width, "truth_sd": spread(own), "truth_sd_other": spread(other)}
     out["width_to_sd"] = width / out["truth_sd"]
+    return out
+
+
+def residual_budget(run_path: Path, truth: Path) -> dict[str, float]:
+    """Where the clusters' out-of-fold residual variance comes from, against the truth.
+
+    The conformal intervals are fitted on ``r = y - cal(p_oof)`` of the clusters and
+    applied to cells, whose error is ``truth - cal(p_cell)``. Splitting ``r`` along the
+    truth the generator keeps shows what the clusters carry that the cells do not
+    (variances over the clusters, except ``cell_error``):
+
+    * ``sampling``: the cluster mean minus its EA's true mean (what the noise term removes);
+    * ``local``: the EA's true mean minus the expected mean of the cell it lies in (the
+      EA's own deviation, part of a small cell's realised mean but not of its expected one);
+    * ``model_oof``: that expected mean minus the cluster's calibrated out-of-fold
+      prediction (a fold model, the displaced location, the buffer's features);
+    * ``model``: the same expected mean minus the map's calibrated prediction of that
+      cell (the refitted model at the cell's own features), the error the cells have;
+    * ``noise_removed`` and ``sigma2``: the noise variance the run removed and the
+      model-error variance its intervals use (pooled); ``cell_error``: the variance of
+      ``expected - estimate`` over the map's populated cells, what ``sigma2`` stands for.
+
+    ``residual ≈ sampling + local + model_oof`` (the parts are nearly independent); what
+    ``model_oof`` exceeds ``model`` by is what the clusters' residuals carry and the
+    cells' errors do not.
+    """
+    run_dir = open_run(run_path)
+    metrics = read_json(run_path / "metrics.json")["estimate"]
+    cal = metrics["calibration"]
+    # CSV columns come back as text: the ids stay text, the values become numbers
+    oof = read_tabular(run_path / "oof.csv").astype({"cluster_id": str, "y": float, "pred": float})
+    true_clusters = read_tabular(truth / "clusters.csv").astype(
+        {"cluster_id": str, "true_mean_log_consumption": float}
+    )
+    true_cells = read_tabular(truth / "cells.parquet").set_index("cell_id")[EXPECTED_MEAN]
+    cells = run_dir.cells()
+    c = oof.set_index("cluster_id").join(
+        true_clusters.set_index("cluster_id"), rsuffix="_true", how="inner"
+    )
+
+    def calibrated(pred: pd.Series) -> np.ndarray:
+        return cal["intercept"] + cal["slope"] * pred.to_numpy(dtype=float)
+
+    expected = true_cells.reindex(c["cell_id"]).to_numpy()
+    at_cell = calibrated(cells["raw_estimate"].reindex(c["cell_id"]))
+    parts = {
+        "residual": c["y"].to_numpy() - calibrated(c["pred"]),
+        "sampling": c["y"].to_numpy() - c["true_mean_log_consumption"].to_numpy(),
+        "local": c["true_mean_log_consumption"].to_numpy() - expected,
+        "model_oof": expected - calibrated(c["pred"]),
+        "model": expected - at_cell,
+    }
+    out = {f"budget_{k}": float(np.nanvar(v)) for k, v in parts.items()}
+    populated = cells[cells["population"] > 0]
+    cell_error = true_cells.reindex(populated.index) - populated["estimate"]
+    out.update(
+        budget_noise_removed=float(_get(metrics, "noise", "mean_noise_var") or 0.0),
+        budget_sigma2=float(metrics["conformal"]["sigma"]["pooled"] ** 2),
+        budget_cell_error=float(np.nanvar(cell_error.to_numpy(dtype=float))),
+    )
     return out
 
 
@@ -261,6 +356,8 @@ def world_row(name: str, metrics: dict[str, Any], width: dict[str, float]) -> di
     return {
         "world": name,
         "map_r2": map_r2,
+        "map_bias": _get(est, "all", "bias"),  # population-weighted mean error of the map
+        "benchmark_shift": _get(metrics, "estimate", "map_benchmark", "shift"),
         "dark_r2": _get(est, "dark", "r2"),
         "dark_share": est.get("dark_share"),
         "cv_r2": cv_r2,
@@ -314,6 +411,7 @@ def run_world(
     facts = read_json(truth / "world.json")
     row = {
         **world_row(name, result.metrics, width),
+        **residual_budget(result.path, truth),
         **{key: facts.get(source) for key, source in WORLD_FACTS.items()},
         "seed": seed,
         "varied": world.varied(),
@@ -386,6 +484,43 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+#: (column header, row key, target) of the table over seeds.
+SEED_COLUMNS: list[tuple[str, str, Callable[[float], bool]]] = [
+    ("cov.", "cell_coverage", lambda v: 0.88 <= v <= 0.92),
+    ("cov. urban", "cell_coverage_urban", lambda v: v >= 0.85),
+    ("cov. rural", "cell_coverage_rural", lambda v: v >= 0.85),
+    ("adm-2 map", "admin2_coverage_map", lambda v: 0.85 <= v <= 0.95),
+    ("CV gap", "cv_gap", lambda v: abs(v) <= 0.05),
+    ("slope", "calibration_slope", lambda v: 0.9 <= v <= 1.1),
+]
+
+
+def seeds_table(records: list[dict[str, Any]]) -> str:
+    """The worlds every record (one ``--json`` file per seed) holds, as a Markdown table:
+    per figure the mean over the seeds (bold outside the target) and each seed's value."""
+    seeds = [r["seed"] for r in records]
+    by_seed = [{row["world"]: row for row in r["rows"] if "error" not in row} for r in records]
+    names = [n for n in by_seed[0] if all(n in b for b in by_seed[1:])]
+    header = ["world", *(c[0] for c in SEED_COLUMNS)]
+    lines = [
+        f"Mean over seeds {', '.join(map(str, seeds))} (each seed's value in brackets).",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for name in names:
+        cells = [name]
+        for _, key, target in SEED_COLUMNS:
+            values = [b[name].get(key) for b in by_seed]
+            if any(v is None for v in values):
+                cells.append("–")
+                continue
+            each = " / ".join(f"{v:.3f}" for v in values)
+            cells.append(f"{_cell(float(np.mean(values)), '.3f', target)} ({each})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--worlds", help=f"comma-separated names (default: all of {list(WORLDS)})")
@@ -397,10 +532,18 @@ def main() -> None:
     parser.add_argument(
         "--position-draws", type=int, help="estimate.position_draws (default: the config's)"
     )
-    parser.add_argument("--rows", type=Path, help="render recorded rows (a --json file) only")
+    parser.add_argument(
+        "--rows",
+        type=Path,
+        nargs="+",
+        help="render recorded rows only: one --json file as the table, several (one per "
+        "seed) as the table over seeds",
+    )
     args = parser.parse_args()
     if args.rows is not None:
-        print(markdown_table(read_json(args.rows)["rows"]))
+        records = [read_json(path) for path in args.rows]
+        one = len(records) == 1
+        print(markdown_table(records[0]["rows"]) if one else seeds_table(records))
         return
     names = args.worlds.split(",") if args.worlds else list(WORLDS)
     unknown = [n for n in names if n not in WORLDS]

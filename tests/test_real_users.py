@@ -95,6 +95,23 @@ def test_households_without_welfare_skip_their_stages_at_second_zero(tiny_world:
     assert len(caught) == len(plan.skipped)
 
 
+def test_cluster_means_with_a_declared_within_sd_keep_the_noise_step(tiny_world: Path) -> None:
+    survey = yaml.safe_load(tiny_world.read_text())["survey"]
+    survey.pop("households")
+    bare = _variant(tiny_world, "means", survey=survey, poverty_line=None, registry=None)
+    skipped = {s.name: s.why_not for s in plan_run(load_study_area(read_config(bare))).skipped}
+    assert "estimate.within_sd" in skipped["sampling noise of cluster means"]
+    estimate = yaml.safe_load(tiny_world.read_text()).get("estimate", {})
+    estimate["within_sd"] = {"urban": 0.6, "rural": 0.5}
+    declared = _variant(
+        tiny_world, "means-sd", survey=survey, poverty_line=None, registry=None, estimate=estimate
+    )
+    plan = plan_run(load_study_area(read_config(declared)))
+    skipped = {s.name for s in plan.skipped}
+    assert "sampling noise of cluster means" not in skipped
+    assert "intervals of the realised cell mean" in skipped  # still needs households
+
+
 def test_a_poverty_line_without_welfare_is_an_error_before_any_work(tiny_world: Path) -> None:
     study = _variant(tiny_world, "line-no-welfare", survey=_no_welfare(tiny_world))
     area = load_study_area(read_config(study))

@@ -224,17 +224,16 @@ def map_accuracy(estimate_metrics: dict[str, Any]) -> dict[str, Any]:
     cell means. With the survey's households the noise variance is known and removed
     from the clusters' variance (:func:`povertymap.estimate.calibrate.calibration_report`:
     the squared correlation with the true cluster means, after the map's linear
-    calibration). Measured on the robustness worlds (docs/methods.md): within 0.05 of the
-    map's r² against the truth in 10 of 11 worlds, where the raw figure was 0.06-0.15
-    below it. Without
-    households it equals the observed figure and says so.
+    calibration); without them, ``estimate.within_sd`` and the clusters' household counts
+    declare it. Without either it equals the observed figure and says so.
     """
     cal = estimate_metrics.get("calibration", {})
     noise = cal.get("noise_share", 0.0)
+    source = estimate_metrics.get("noise", {}).get("source", "the survey's households")
     return {
         "r2_noise_removed": cal.get("r2_true", float("nan")),
         "noise_share": noise,
-        "r2_noise_removed_basis": "cluster sampling noise from the survey's households"
+        "r2_noise_removed_basis": f"cluster sampling noise from {source}"
         if noise > 0
         else "no households: the observed cluster means (noise not removed)",
     }

@@ -101,6 +101,7 @@ def plan_run(area: StudyArea, *, truth: bool = False) -> RunPlan:
         else "the households table has no welfare column (survey.households.welfare)"
     )
     with_hh = households is not None
+    declared_noise = cfg.estimate.within_sd is not None and "n_households" in area.clusters
     line = cfg.poverty_line is not None
     if line and not with_hh:
         raise ConfigError(
@@ -128,7 +129,13 @@ def plan_run(area: StudyArea, *, truth: bool = False) -> RunPlan:
             f"the survey has {n} clusters: too few to fit and cross-validate a model",
         ),
         Step("map of cells", True, "boundaries and the features above"),
-        Step("sampling noise of cluster means", with_hh, "households with welfare", no_welfare),
+        Step(
+            "sampling noise of cluster means",
+            with_hh or declared_noise,
+            "households with welfare, or estimate.within_sd and the clusters' household counts",
+            f"{no_welfare}, and no estimate.within_sd with household counts "
+            "(survey.clusters.households)",
+        ),
         Step(
             "intervals of the realised cell mean",
             with_hh and cfg.estimate.cell_target == "realized",

@@ -19,7 +19,7 @@ export const STRINGS = {
     keyUse: "Use key",
     keyForget: "Forget key",
     keyHelp: "Without a key you see the public map. The key is kept in this browser tab only.",
-    rolePublic: "Public view: published district figures; no cell values or scenarios.",
+    rolePublic: "Public view: the map's colours and the published district figures; no cell values or scenarios.",
     roleAnalyst: "Analyst view: every value, cell details and budget scenarios.",
     keyRefused: "This key was not accepted (unknown, expired or revoked). Showing the public view.",
 
