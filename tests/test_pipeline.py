@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from povertymap.cli import app
 from povertymap.io.configfile import read_config
 from povertymap.mapping import SCHEMA_VERSION
-from povertymap.pipeline import RunResult, evaluate, predict, run, target
+from povertymap.pipeline import RunResult, evaluate, map_accuracy, predict, run, target
 from povertymap.rundir import open_run
 
 GOLDEN = Path(__file__).parent / "data" / "golden" / "tiny-metrics.json"
@@ -120,7 +120,8 @@ def test_metrics_equal_the_golden_figures(tiny_run: RunResult) -> None:
     """The tiny world's figures (CV, truth, estimates, targeting) as committed in
     tests/data/golden/tiny-metrics.json: a change of structure must not move a number.
     The file is regenerated only with a change of method that moves numbers on purpose,
-    named in its commit (last: clusters featurised by the map's urban rule)."""
+    named in its commit (last: the map benchmarked to the survey's national mean, admin-2
+    effects measured from the units' mean residuals)."""
     golden = _figures(json.loads(GOLDEN.read_text()))
     now = _figures(json.loads((tiny_run.path / "metrics.json").read_text()))
     assert len(golden) > 500
@@ -172,13 +173,15 @@ def test_model_round_trip_and_client_features(tiny_run: RunResult) -> None:
     column = model.columns_[0]
     assert stats.loc[column, "mean"] == pytest.approx(training[column].mean())
     assert stats.loc[column, "q50"] == pytest.approx(training[column].median())
-    # a client's feature table: the model's raw prediction, calibrated like the map
+    # a client's feature table: the model's raw prediction, calibrated and benchmarked
+    # like the map
     rows = training.set_index("cluster_id")[model.columns_].head(5)
     out = model.predict_features(rows.assign(population=100.0, urban=False))
     raw = model.estimators_["model"].predict(rows)
     assert np.allclose(out["raw_estimate"], raw)
-    cal = model.cell_estimator_.calibrator_
-    assert np.allclose(out["estimate"], cal.intercept_ + cal.slope_ * raw)
+    cal, est = model.cell_estimator_.calibrator_, model.cell_estimator_
+    assert est.offset_ != 0.0
+    assert np.allclose(out["estimate"], cal.intercept_ + cal.slope_ * raw + est.offset_)
     assert (out["lower"] < out["estimate"]).all() and (out["estimate"] < out["upper"]).all()
 
 
@@ -334,3 +337,14 @@ def test_cli_evaluate_and_run_refusal(tmp_path: Path) -> None:
     result = runner.invoke(app, ["run", str(study), "--out", str(tmp_path / "runs")])
     assert result.exit_code == 2 and "no boundaries" in result.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_map_accuracy_names_where_the_noise_came_from() -> None:
+    cal = {"calibration": {"noise_share": 0.2, "r2_true": 0.7}}
+    from_households = map_accuracy(cal)
+    assert from_households["r2_noise_removed"] == 0.7
+    assert from_households["r2_noise_removed_basis"].endswith("the survey's households")
+    declared = map_accuracy({**cal, "noise": {"source": "estimate.within_sd"}})
+    assert declared["r2_noise_removed_basis"].endswith("estimate.within_sd")
+    none = map_accuracy({"calibration": {"noise_share": 0.0, "r2_true": 0.6}})
+    assert none["r2_noise_removed_basis"].startswith("no households")

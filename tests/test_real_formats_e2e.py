@@ -66,12 +66,12 @@ def test_real_formats_from_validate_to_target(tmp_path: Path) -> None:
     # cells without imagery are mapped by the no-imagery model, with its own calibration
     # and intervals; the others by the model
     model = open_run(run_dir).model()
-    fallback = model.reference_estimators_["no_imagery"].calibrator_
-    own = model.cell_estimator_.calibrator_
+    fallback = model.reference_estimators_["no_imagery"]
+    own = model.cell_estimator_
     assert np.allclose(
-        cells.loc[~seen, "estimate"], fallback.predict(cells.loc[~seen, "no_imagery"])
+        cells.loc[~seen, "estimate"], fallback.calibrated(cells.loc[~seen, "no_imagery"])
     )
-    assert np.allclose(cells.loc[seen, "estimate"], own.predict(cells.loc[seen, "raw_estimate"]))
+    assert np.allclose(cells.loc[seen, "estimate"], own.calibrated(cells.loc[seen, "raw_estimate"]))
     assert width[~seen].mean() != pytest.approx(width[seen].mean())
     assert "have no usable imagery" in (run_dir / "report.html").read_text()
 

@@ -172,3 +172,52 @@ def test_a_clustered_survey_visits_a_share_of_the_districts_with_unbiased_weight
         None, population, stratum, np.arange(n_ea), 40, np.random.default_rng(1), first_phase=ones
     )
     assert np.array_equal(plain[0], again[0]) and np.allclose(plain[1], again[1])
+
+
+def test_a_declared_world_withholds_the_households_but_declares_their_sd(
+    bench: ModuleType, tiny_world: Path
+) -> None:
+    from povertymap.estimate.direct import within_sd
+    from povertymap.io.survey import read_clusters, read_households
+
+    world = bench.WORLDS["no_households_declared"]
+    cfg = bench.job_config(tiny_world, world)
+    assert cfg.survey.households is None and cfg.poverty_line is None
+    full = bench.job_config(tiny_world, bench.WORLDS["base"])
+    clusters = read_clusters(full.survey.clusters)
+    sd = within_sd(read_households(full.survey.households), clusters)
+    assert cfg.estimate.within_sd is not None
+    assert (cfg.estimate.within_sd.urban, cfg.estimate.within_sd.rural) == (sd[True], sd[False])
+    assert 0.1 < sd[False] < 2.0 and full.estimate.within_sd is None
+    assert world.varied() == {"households": False, "within_sd": "declared"}
+
+
+@pytest.mark.slow
+def test_the_residual_budget_agrees_with_the_runs_error_model(
+    bench: ModuleType, tiny_world: Path, tmp_path: Path
+) -> None:
+    """The budget's parts come from the truth; its totals must be the run's own."""
+    from povertymap.pipeline import run
+
+    truth = tiny_world.parent / "truth"
+    result = run(bench.job_config(tiny_world, bench.WORLDS["base"]), runs=tmp_path, truth=truth)
+    budget = bench.residual_budget(result.path, truth)
+    est = result.metrics["estimate"]
+    assert budget["budget_sigma2"] == pytest.approx(est["conformal"]["sigma"]["pooled"] ** 2)
+    assert budget["budget_noise_removed"] == pytest.approx(est["noise"]["mean_noise_var"])
+    assert not est["conformal"]["floored"]
+    # sigma² = mean(r²) - mean(noise), and calibrated residuals have mean ~0
+    assert budget["budget_residual"] == pytest.approx(
+        budget["budget_sigma2"] + budget["budget_noise_removed"], rel=0.02
+    )
+    for part in ("sampling", "local", "model_oof", "model", "cell_error"):
+        assert 0 < budget[f"budget_{part}"] < budget["budget_residual"] * 1.5, part
+    assert budget["budget_sampling"] < budget["budget_residual"]
+
+
+def test_methods_md_holds_the_recorded_robustness_table(bench: ModuleType) -> None:
+    from povertymap.io.artifacts import read_json
+
+    rows = read_json(BENCHMARK.parents[1] / "docs" / "results" / "robustness.json")["rows"]
+    methods = (BENCHMARK.parents[1] / "docs" / "methods.md").read_text()
+    assert bench.markdown_table(rows) in methods

@@ -11,9 +11,11 @@ from povertymap.estimate.aggregate import simulate_area_intervals, weighted_area
 from povertymap.estimate.spatial import (
     ExponentialCovariance,
     GridFieldSampler,
+    between_unit_variance,
     empirical_variogram,
     fit_exponential,
     fit_nested,
+    implied_between_unit_variance,
     nested_variogram,
 )
 
@@ -248,3 +250,44 @@ def test_area_effects_widen_area_intervals_to_the_shared_error() -> None:
             area_effects={"admin2": (areas, 0.7), "admin1": (areas, 0.5)},
             **common,
         )
+
+
+def test_between_unit_variance_measures_a_shared_effect_without_bias() -> None:
+    rng = np.random.default_rng(3)
+    tau2, within = 0.01, 0.04
+    estimates = []
+    for _ in range(400):
+        m = rng.integers(2, 20, size=30)  # unbalanced units, as clusters per admin-2 are
+        units = np.repeat(np.arange(30), m)
+        z = rng.normal(0, np.sqrt(tau2), 30)[units] + rng.normal(0, np.sqrt(within), m.sum())
+        estimates.append(between_unit_variance(z + 5.0, units.astype(str)))  # any level
+    se = np.std(estimates) / np.sqrt(len(estimates))
+    assert abs(np.mean(estimates) - tau2) < 4 * se
+    # units of one member say nothing of what members share
+    assert np.isnan(between_unit_variance(np.arange(5.0), np.arange(5)))
+
+
+def test_the_implied_between_unit_variance_is_the_estimators_expectation() -> None:
+    rng = np.random.default_rng(0)
+    n = 200
+    x, y = rng.uniform(0, 80_000, n), rng.uniform(0, 60_000, n)
+    units = (x // 20_000).astype(int) * 10 + (y // 20_000).astype(int)
+    parents = (x // 40_000).astype(int)
+    cov = ExponentialCovariance(
+        nugget=0.02, partial_sill=0.01, range_m=15_000, admin2_sill=0.004, admin1_sill=0.002
+    )
+    implied = implied_between_unit_variance(cov, x, y, units, parents)
+    d = np.hypot(x[:, None] - x[None], y[:, None] - y[None])
+    other2 = (units[:, None] != units[None]).astype(float)
+    other1 = (parents[:, None] != parents[None]).astype(float)
+    sigma = cov.sill - cov.semivariance(d, np.maximum(other2, other1), other1)
+    np.fill_diagonal(sigma, cov.sill)
+    chol = np.linalg.cholesky(sigma)
+    draws = [between_unit_variance(chol @ rng.standard_normal(n), units) for _ in range(3000)]
+    se = np.std(draws) / np.sqrt(len(draws))
+    assert abs(np.mean(draws) - implied) < 4 * se
+    assert 0.004 < implied < cov.sill - cov.nugget  # the admin effect and part of the rest
+    # independent errors share nothing, and the nugget cancels
+    assert implied_between_unit_variance(
+        ExponentialCovariance(0.05, 0.0, 1000.0), x, y, units, parents
+    ) == pytest.approx(0.0, abs=1e-12)

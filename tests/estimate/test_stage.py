@@ -323,3 +323,65 @@ def test_the_error_of_displaced_cluster_locations_leaves_the_cell_intervals(
     assert slope["removed"] == pytest.approx(slope["clean"], rel=0.06)
     # the displacement is a local error: it leaves the nugget, not the shared (area) part
     assert np.mean(shared["removed"]) == pytest.approx(np.mean(shared["clean"]), rel=0.1)
+
+
+def test_an_admin_effect_the_variogram_missed_is_measured_from_the_units(country: Any) -> None:
+    from povertymap.estimate.cells import _measured_unit_effects
+    from povertymap.estimate.spatial import ExponentialCovariance
+
+    oof = country.oof
+    rng = np.random.default_rng(4)
+    units = oof["admin_id"].astype(str).to_numpy()
+    labels, codes = np.unique(units, return_inverse=True)
+    effect = rng.normal(0, 0.1, labels.size)[codes]  # tau² = 0.01
+    resid = effect + rng.normal(0, 0.15, len(oof))
+    flat = ExponentialCovariance(nugget=0.0325, partial_sill=0.0, range_m=10_000.0)
+    lifted, figures = _measured_unit_effects(flat, oof, resid)
+    assert lifted.sill == pytest.approx(flat.sill)  # a cell's error variance is kept
+    assert figures["unit_shared"]["model"] == pytest.approx(0.0, abs=1e-12)
+    assert lifted.admin2_sill == pytest.approx(figures["unit_shared"]["measured"])
+    assert 0.003 < lifted.admin2_sill < 0.02
+    # a model that already shares more than the units show is left as it was
+    shared = ExponentialCovariance(nugget=0.01, partial_sill=0.0, range_m=1e4, admin2_sill=0.03)
+    kept, figures = _measured_unit_effects(shared, oof, resid)
+    assert kept == shared and figures["unit_shared"]["added"] == 0.0
+
+
+def test_the_map_is_benchmarked_to_the_surveys_direct_national_mean(country: Any) -> None:
+    from povertymap.estimate.direct import direct_estimates
+
+    drifted = country.cells.assign(pred=country.cells["pred"] + 0.3)  # cells unlike clusters
+    run = estimate_map(
+        country.oof,
+        drifted,
+        country.households,
+        country.clusters,
+        country.admin,
+        poverty_line=country.poverty_line,
+        settings=FAST,
+        rng=np.random.default_rng(0),
+    )
+    cl = country.clusters.set_index("cluster_id").assign(_all="all")
+    direct = direct_estimates(country.households, cl, by="_all", strata=FAST.design_strata)
+    cells = run.cells[run.cells["population"] > 0]
+    mapped = np.average(cells["estimate"], weights=cells["population"])
+    assert mapped == pytest.approx(direct["direct"].iloc[0], abs=1e-9)
+    bench = run.metrics["map_benchmark"]
+    assert bench["shift"] == pytest.approx(-0.3 * run.estimator.calibrator_.slope_, abs=0.05)
+    assert bench["shift_sd"] == pytest.approx(np.sqrt(direct["direct_var"].iloc[0]))
+    off = estimate_map(
+        country.oof,
+        drifted,
+        country.households,
+        country.clusters,
+        country.admin,
+        poverty_line=country.poverty_line,
+        settings=FAST.model_copy(update={"map_benchmark": "none"}),
+        rng=np.random.default_rng(0),
+    )
+    assert "map_benchmark" not in off.metrics and off.estimator.offset_ == 0.0
+    shift = run.cells["estimate"] - off.cells["estimate"]
+    assert np.allclose(shift.dropna(), bench["shift"])
+    # the shift's sampling error is shared by every area: admin-1 intervals widen
+    width = (run.admin1["upper"] - run.admin1["lower"]).mean()
+    assert width > (off.admin1["upper"] - off.admin1["lower"]).mean()

@@ -71,6 +71,16 @@ class EstimationSettings(_Model):
         "its expected value (finite-population deviation, variance within_sd² K / H), or "
         "the expected (superpopulation) mean.",
     )
+    map_benchmark: Literal["survey", "none"] = Field(
+        "survey",
+        description="'survey': shift every cell estimate by one constant so that their "
+        "population-weighted mean over the training area equals the survey's design-based "
+        "direct estimate of the national mean (a difference benchmark, as small-area "
+        "estimates are benchmarked to a reliable direct estimate); its sampling error is "
+        "shared by every cell in the area intervals. Cells are featurised unlike the "
+        "clusters the model learnt from and their mean drifts (docs/methods.md). Needs "
+        "the survey's households; 'none' keeps the calibrated predictions.",
+    )
     mondrian: bool = Field(
         True, description="Separate conformal quantiles (and error sds) for urban and rural."
     )

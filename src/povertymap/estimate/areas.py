@@ -82,6 +82,8 @@ def area_tables(
         else {
             "admin2": (cells["admin_id"].astype(str).to_numpy()[ok], cov.area_share("admin2")),
             "admin1": (parent.astype(str).to_numpy()[ok], cov.area_share("admin1")),
+            # the benchmark shift's sampling error, the same in every cell
+            "benchmark": (np.zeros(int(ok.sum())), _benchmark_share(estimator, sigma[ok])),
         },
     )
     tables: dict[str, pd.DataFrame] = {}
@@ -108,6 +110,14 @@ def area_tables(
     a1["population"] = a2.groupby("parent_id")["population"].sum()
     a2.index.name, a1.index.name = "admin_id", "parent_id"
     return a2, a1
+
+
+def _benchmark_share(estimator: CellEstimator, sigma: np.ndarray) -> float:
+    """The benchmark shift's variance as a share of the mean cell error variance, taken
+    from the independent part (the nugget's share, which it cannot exceed)."""
+    mean_var = float(np.mean(sigma**2)) if sigma.size else 0.0
+    free = 1.0 - estimator.covariance_.shared_share if estimator.covariance_ else 0.0
+    return min(estimator.offset_var_ / mean_var, free) if mean_var > 0 else 0.0
 
 
 def small_area_estimates(
@@ -221,7 +231,7 @@ def _synthetic(
         return
     est = estimates.table["estimate"].to_numpy()
     weights = np.where(np.isfinite(est), _census_weights(cells, adm), 0.0)
-    est_oa = estimator.calibrator_.predict(cells["pred_out_of_area"].to_numpy(dtype=float))
+    est_oa = estimator.calibrated(cells["pred_out_of_area"].to_numpy(dtype=float))
     est_oa = np.where(np.isfinite(est_oa), est_oa, est)
     a2["synthetic"] = weighted_area_means(est_oa, weights, cells["admin_id"])
     if line is not None and estimates.within_sd is not None:

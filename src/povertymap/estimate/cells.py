@@ -27,6 +27,7 @@ from povertymap.estimate.calibrate import LinearCalibrator
 from povertymap.estimate.conformal import MondrianConformal
 from povertymap.estimate.direct import (
     cluster_noise,
+    direct_estimates,
     household_size,
     realized_mean_factor,
     within_sd,
@@ -39,9 +40,11 @@ from povertymap.estimate.headcount import (
 from povertymap.estimate.spatial import (
     ExponentialCovariance,
     _infer_cell_size,
+    between_unit_variance,
     empirical_variogram,
     fit_exponential,
     fit_nested,
+    implied_between_unit_variance,
     nested_variogram,
 )
 
@@ -105,6 +108,11 @@ class CellEstimator:
     settings: EstimationSettings = field(default_factory=EstimationSettings)
     poverty_line: float | None = None
 
+    #: The benchmark shift of every cell estimate and its sampling variance
+    #: (:meth:`_fit_benchmark`); an estimator pickled before it existed has none.
+    offset_ = 0.0
+    offset_var_ = 0.0
+
     def fit(
         self,
         oof: pd.DataFrame,
@@ -123,6 +131,7 @@ class CellEstimator:
         self.noise_var_ = noise_var
         self._finite_population(cells, report=True, warnings=warnings)
         self._fit_calibration(oof, cells, noise_var, warnings)
+        self._fit_benchmark(cells, households, clusters, warnings)
         self._fit_conformal(oof, cells, noise_var, warnings)
         self._fit_covariance(oof, warnings)
         self.metrics_["estimand"] = self.estimand
@@ -271,6 +280,60 @@ class CellEstimator:
                 "fitted on clusters will not hold on cells"
             )
 
+    def _fit_benchmark(
+        self,
+        cells: pd.DataFrame,
+        households: pd.DataFrame | None,
+        clusters: pd.DataFrame | None,
+        warnings: list[str],
+    ) -> None:
+        """Step 3b: the shift that gives the cells the survey's mean (``map_benchmark``).
+
+        A difference benchmark: the survey's design-based direct estimate of the national
+        mean (:func:`direct_estimates`: weights, household sizes and strata, so a mean over
+        people like the map's) minus the population-weighted mean of the calibrated cell
+        predictions. The calibration centres the clusters' residuals, not the cells':
+        cells are featurised at their own place and scale, clusters in buffers around
+        displaced points, and the cells' mean drifts. The shift's variance is the direct
+        estimate's. Without households there is no person-level direct estimate and
+        nothing is shifted.
+        """
+        s = self.settings
+        if s.map_benchmark == "none":
+            return
+        if households is None or clusters is None:
+            warnings.append(
+                "no households: the map is not benchmarked to the survey's direct national "
+                "mean (estimate.map_benchmark)"
+            )
+            return
+        cl = clusters.set_index("cluster_id") if "cluster_id" in clusters.columns else clusters
+        national = direct_estimates(
+            households,
+            cl.assign(_national="all"),
+            by="_national",
+            person_weighted=s.person_weighted,
+            strata=s.design_strata,
+        ).iloc[0]
+        pop = cells["population"].to_numpy(dtype=float)
+        est = self.calibrator_.predict(cells["pred"].to_numpy(dtype=float))
+        mapped = np.isfinite(est) & np.isfinite(pop) & (pop > 0)
+        if not mapped.any() or not np.isfinite(national["direct"]):
+            return
+        map_mean = float(np.average(est[mapped], weights=pop[mapped]))
+        self.offset_ = float(national["direct"]) - map_mean
+        self.offset_var_ = float(np.nan_to_num(national["direct_var"]))
+        self.metrics_["map_benchmark"] = {
+            "survey_mean": float(national["direct"]),
+            "map_mean": map_mean,
+            "shift": self.offset_,
+            "shift_sd": float(np.sqrt(self.offset_var_)),
+        }
+
+    def calibrated(self, pred: np.ndarray) -> np.ndarray:
+        """Cell estimates of raw predictions ``pred``: calibrated, then benchmarked."""
+        return self.calibrator_.predict(np.asarray(pred, dtype=float)) + self.offset_
+
     def _fit_conformal(
         self, oof: pd.DataFrame, cells: pd.DataFrame, noise_var: pd.Series, warnings: list[str]
     ) -> None:
@@ -325,8 +388,12 @@ class CellEstimator:
         )  # fmt: skip
         if note:
             warnings.append(note)
+        cov, shared = (
+            _measured_unit_effects(cov, oof, self.residuals_) if s.area_effects else (cov, {})
+        )
         self.covariance_ = cov
         self.metrics_["spatial"] = {
+            **shared,
             "nugget": cov.nugget,
             "partial_sill": cov.partial_sill,
             "range_m": cov.range_m,
@@ -367,7 +434,7 @@ class CellEstimator:
         """
         s = self.settings
         fp_var, fp_factor = self._finite_population(cells)
-        est = self.calibrator_.predict(cells["pred"].to_numpy())
+        est = self.calibrated(cells["pred"].to_numpy())
         g = self._groups(cells)
         lower, upper = self.conformal_.predict_interval(est, g, fp_var)
         sigma = self.conformal_.sigma(g, len(cells))
@@ -412,7 +479,7 @@ class CellEstimator:
                 "this estimator makes no headcounts",
                 fix="give a poverty line and survey households with welfare",
             )
-        est = self.calibrator_.predict(np.asarray(pred, dtype=float))
+        est = self.calibrated(pred)
         sigma = self.conformal_.sigma(self._groups(cells), len(cells))
         return np.asarray(
             expected_headcount(est, self._cell_within_sd(cells), sigma, self.poverty_line)
@@ -541,6 +608,40 @@ def _error_covariance(
             ExponentialCovariance(0.0, total, 10 * s.variogram_max_m),
             f"variogram not fitted ({exc}); errors taken as fully shared (conservative)",
         )
+
+
+def _measured_unit_effects(
+    cov: ExponentialCovariance, oof: pd.DataFrame, resid: np.ndarray
+) -> tuple[ExponentialCovariance, dict[str, Any]]:
+    """``cov`` with its admin-2 effect raised to what the units' mean residuals show.
+
+    The variogram fit splits the error variance between a nugget, a field and admin
+    effects from pair semivariances; with a few hundred clusters it often puts nearly all
+    of it in the nugget (on the base robustness world: an admin-2 sill of 0 and area
+    intervals covering 0.75). The admin-2 units' mean out-of-fold residuals measure the
+    shared part directly (:func:`between_unit_variance`). Where that exceeds the model's
+    own expectation of the same estimator at the same clusters
+    (:func:`implied_between_unit_variance`), the difference moves from the nugget to the
+    admin-2 effect: a cell's error variance is unchanged and an area mean's is what the
+    units showed. Where it is lower the model is kept (one survey's estimate is noisy:
+    intervals are never narrowed on it).
+    """
+    if not {"admin_id", "easting", "northing"} <= set(oof.columns):
+        return cov, {}
+    units = oof["admin_id"].to_numpy()
+    measured = between_unit_variance(resid, units)
+    implied = implied_between_unit_variance(
+        cov,
+        oof["easting"],
+        oof["northing"],
+        units,
+        oof["parent_id"].to_numpy() if "parent_id" in oof else None,
+    )
+    if not (np.isfinite(measured) and np.isfinite(implied)):
+        return cov, {}
+    added = float(np.clip(measured - implied, 0.0, cov.nugget))
+    lifted = replace(cov, nugget=cov.nugget - added, admin2_sill=cov.admin2_sill + added)
+    return lifted, {"unit_shared": {"measured": measured, "model": implied, "added": added}}
 
 
 def _cell_at_clusters(oof: pd.DataFrame, cells: pd.DataFrame) -> np.ndarray:

@@ -35,9 +35,11 @@ from povertymap.errors import ModelError
 __all__ = [
     "ExponentialCovariance",
     "GridFieldSampler",
+    "between_unit_variance",
     "empirical_variogram",
     "fit_exponential",
     "fit_nested",
+    "implied_between_unit_variance",
     "nested_variogram",
 ]
 
@@ -276,6 +278,79 @@ def fit_nested(variogram: pd.DataFrame, *, min_pairs: int = 30) -> ExponentialCo
     x0 = np.array([0.5 * scale, 0.25 * scale, np.sqrt(lo_r * hi_r), 0.1 * scale, 0.1 * scale])
     sol = optimize.least_squares(resid, x0, bounds=(lower, upper), x_scale="jac")
     return unpack(sol.x)
+
+
+def between_unit_variance(values: ArrayLike, units: ArrayLike) -> float:
+    """Variance of an error shared within units, by one-way random-effects ANOVA.
+
+    The method-of-moments (Henderson method I) estimator for unbalanced groups::
+
+        tau2 = (SSB - (k - 1) MSW) / (N - sum m_a^2 / N)
+
+    over the ``k`` units with at least two values (``m_a`` values each, ``N`` in all).
+    It measures the part of ``values`` (out-of-fold residuals) that every member of a
+    unit shares, whatever its cause (an exponential field, admin effects, a regional
+    bias), against the grand mean, so an error common to the whole country is not in
+    it. Unbiased, and negative when the units differ less than their members do;
+    nan with fewer than two such units.
+    """
+    z = np.asarray(values, dtype=float)
+    u = pd.Series(np.asarray(units), dtype="object")
+    ok = np.isfinite(z) & u.notna().to_numpy()
+    frame = pd.DataFrame({"z": z[ok], "u": u[ok].astype(str).to_numpy()})
+    sizes = frame.groupby("u")["z"].transform("size")
+    frame = frame[sizes.to_numpy() >= 2]
+    groups = frame.groupby("u")["z"]
+    m, means = groups.size().to_numpy(float), groups.mean().to_numpy()
+    k, n = m.size, m.sum()
+    if k < 2:
+        return float("nan")
+    ssw = float(((frame["z"] - groups.transform("mean")) ** 2).sum())
+    ssb = float(np.sum(m * (means - frame["z"].mean()) ** 2))
+    return (ssb - (k - 1) * ssw / (n - k)) / (n - np.sum(m**2) / n)
+
+
+def implied_between_unit_variance(
+    cov: ExponentialCovariance,
+    x: ArrayLike,
+    y: ArrayLike,
+    units: ArrayLike,
+    parents: ArrayLike | None = None,
+) -> float:
+    """The expectation of :func:`between_unit_variance` under the error model ``cov``.
+
+    For the values at ``(x, y)`` in ``units`` (admin-2; ``parents`` their admin-1), the
+    ANOVA estimator is a ratio of quadratic forms ``z'Az`` and ``z'Bz`` whose expectations
+    are ``tr(A Sigma)`` and ``tr(B Sigma)`` (``Sigma`` the model's covariance), so the
+    model's own between-unit variance is computed exactly, with the same units and
+    cluster locations as the data's: the two are comparable. The nugget cancels.
+    """
+    xx, yy = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    u = pd.Series(np.asarray(units), dtype="object")
+    ok = u.notna().to_numpy() & np.isfinite(xx) & np.isfinite(yy)
+    u = u[ok].astype(str)
+    keep = (u.groupby(u).transform("size") >= 2).to_numpy()
+    xx, yy, labels = xx[ok][keep], yy[ok][keep], u.to_numpy()[keep]
+    p = (
+        np.zeros(labels.size, dtype=object)
+        if parents is None
+        else pd.Series(np.asarray(parents), dtype="object")[ok].astype(str).to_numpy()[keep]
+    )
+    _, codes = np.unique(labels, return_inverse=True)
+    m = np.bincount(codes).astype(float)
+    k, n = m.size, m.sum()
+    if k < 2:
+        return float("nan")
+    d = np.hypot(xx[:, None] - xx[None, :], yy[:, None] - yy[None, :])
+    other2 = (labels[:, None] != labels[None, :]).astype(float)
+    other1 = (p[:, None] != p[None, :]).astype(float)
+    sigma = cov.sill - cov.semivariance(d, np.maximum(other2, other1), other1)
+    np.fill_diagonal(sigma, cov.sill)
+    same = other2 == 0
+    within = float(np.sum(np.where(same, sigma, 0.0) / m[codes][:, None]))  # tr(P_G Sigma)
+    tr_a = within - float(sigma.sum()) / n
+    tr_b = float(np.trace(sigma)) - within
+    return (tr_a - (k - 1) * tr_b / (n - k)) / (n - np.sum(m**2) / n)
 
 
 class GridFieldSampler:
