@@ -15,7 +15,11 @@ from povertymap.estimate import (
     evaluate_against_truth,
     violations,
 )
-from povertymap.estimate.stage import ADMIN_DIRECT_COLUMNS, ADMIN_VALUE_COLUMNS
+from povertymap.estimate.stage import (
+    ADMIN_DIRECT_COLUMNS,
+    ADMIN_VALUE_COLUMNS,
+    EstimateResult,
+)
 
 # the synthetic truth is the expected cell mean (no finite population in the generator)
 FAST = EstimationSettings(n_simulations=200, cell_target="expected")
@@ -247,7 +251,9 @@ def test_out_of_area_predictions_become_the_fay_herriot_synthetic(country: Any) 
     assert res_noisy.metrics["fh_mean"]["mean_gamma"] > res_map.metrics["fh_mean"]["mean_gamma"]
 
 
-def _run_cells(c: Any, cells: pd.DataFrame) -> tuple:
+def _run_cells(
+    c: Any, cells: pd.DataFrame, settings: EstimationSettings = FAST
+) -> tuple[EstimateResult, dict[str, Any]]:
     res = estimate_map(
         c.oof,
         cells,
@@ -255,7 +261,7 @@ def _run_cells(c: Any, cells: pd.DataFrame) -> tuple:
         c.clusters,
         c.admin,
         poverty_line=c.poverty_line,
-        settings=FAST,
+        settings=settings,
         rng=np.random.default_rng(0),
     )
     return res, evaluate_against_truth(res, c.truth_cells, c.truth_admin)
@@ -351,16 +357,7 @@ def test_the_map_is_benchmarked_to_the_surveys_direct_national_mean(country: Any
     from povertymap.estimate.direct import direct_estimates
 
     drifted = country.cells.assign(pred=country.cells["pred"] + 0.3)  # cells unlike clusters
-    run = estimate_map(
-        country.oof,
-        drifted,
-        country.households,
-        country.clusters,
-        country.admin,
-        poverty_line=country.poverty_line,
-        settings=FAST,
-        rng=np.random.default_rng(0),
-    )
+    run, _ = _run_cells(country, drifted)
     cl = country.clusters.set_index("cluster_id").assign(_all="all")
     direct = direct_estimates(country.households, cl, by="_all", strata=FAST.design_strata)
     cells = run.cells[run.cells["population"] > 0]
@@ -369,16 +366,7 @@ def test_the_map_is_benchmarked_to_the_surveys_direct_national_mean(country: Any
     bench = run.metrics["map_benchmark"]
     assert bench["shift"] == pytest.approx(-0.3 * run.estimator.calibrator_.slope_, abs=0.05)
     assert bench["shift_sd"] == pytest.approx(np.sqrt(direct["direct_var"].iloc[0]))
-    off = estimate_map(
-        country.oof,
-        drifted,
-        country.households,
-        country.clusters,
-        country.admin,
-        poverty_line=country.poverty_line,
-        settings=FAST.model_copy(update={"map_benchmark": "none"}),
-        rng=np.random.default_rng(0),
-    )
+    off, _ = _run_cells(country, drifted, FAST.model_copy(update={"map_benchmark": "none"}))
     assert "map_benchmark" not in off.metrics and off.estimator.offset_ == 0.0
     shift = run.cells["estimate"] - off.cells["estimate"]
     assert np.allclose(shift.dropna(), bench["shift"])
