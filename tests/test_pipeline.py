@@ -101,6 +101,8 @@ def test_report_shows_its_figures(tiny_run: RunResult) -> None:
         assert f'src="figures/{name}.png"' in html
         assert (tiny_run.path / "figures" / f"{name}.png").stat().st_size > 5000
     assert "Check against the ground truth" in html and "nightlights only" in html
+    shift = tiny_run.metrics["estimate"]["map_benchmark"]["shift"]
+    assert f"The map is then shifted by {shift:+.3f}" in html
 
 
 def _figures(node: object, path: str = "") -> dict[str, object]:

@@ -390,6 +390,14 @@ def calibration_section(oof: pd.DataFrame, metrics: dict[str, Any]) -> Section:
             "variance ratio near 1; the balanced correction splits the difference."
         )
     )
+    bench = metrics.get("estimate", {}).get("map_benchmark")
+    if bench:
+        note += (
+            f" The map is then shifted by {bench['shift']:+.3f} (sd {bench['shift_sd']:.3f}) "
+            f"so that its population-weighted mean equals the survey's direct national "
+            f"estimate, {bench['survey_mean']:.3f}: cells are featurised unlike the clusters "
+            "and their mean drifts."
+        )
     body = para(
         "Models trained for accuracy shrink predictions toward the mean: the poorest look "
         "less poor. A linear correction fitted on out-of-fold predictions (with the survey's "
