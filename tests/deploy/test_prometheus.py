@@ -36,6 +36,15 @@ def _wait(what: str, probe: Callable[[], Any], timeout: float = 60.0) -> Any:
     raise AssertionError(f"{what}: not within {timeout:.0f} s")
 
 
+def _ready(service: subprocess.Popen[bytes], api: str, log: Path) -> bool:
+    """Whether the service answers ready; a service that exited fails at once, with the
+    end of its log (a slow start and a crash then read differently)."""
+    if service.poll() is not None:
+        tail = log.read_text(errors="replace")[-2000:]
+        raise AssertionError(f"the service exited with {service.returncode}:\n{tail}")
+    return bool(httpx.get(f"{api}/readyz", timeout=2).status_code == 200)
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     proc.terminate()
     try:
@@ -62,11 +71,12 @@ def test_prometheus_scrapes_the_service_and_loads_the_rules(
         "POVERTYMAP_LOG_REQUESTS": "false",
     }
     cli = str(Path(sys.executable).parent / "povertymap")
+    service_log = tmp_path / "service.log"
     service = subprocess.Popen(
         [cli, "serve", str(serve_run), "--host", "127.0.0.1", "--port", str(api_port)],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=service_log.open("wb"),
     )
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
@@ -78,9 +88,7 @@ def test_prometheus_scrapes_the_service_and_loads_the_rules(
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     prometheus = None
     try:
-        _wait(
-            "service ready", lambda: httpx.get(f"{api}/readyz", timeout=2).status_code == 200, 180
-        )
+        _wait("service ready", lambda: _ready(service, api, service_log), 180)
         for _ in range(5):
             assert httpx.get(f"{api}/healthz", timeout=5).status_code == 200
         prometheus = subprocess.Popen(
