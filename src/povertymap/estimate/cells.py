@@ -3,10 +3,11 @@
 :class:`CellEstimator` is fitted once on a run's out-of-fold cluster predictions, its
 training cells and the survey (steps 1-5 of :mod:`.stage`), and then applied to any set of
 cells, the training area's or another's (steps 2 and 6 per cell): the fitted state is a
-calibrator, a Mondrian conformal model, the within-cluster standard deviations, the
-survey's household sizes and the spatial error model, nothing tied to the cells it was
-fitted on. Applying it to the training cells gives exactly the run's map, so a saved
-model maps again what it mapped.
+calibrator, the shift that benchmarks the training area to the survey's national mean, a
+Mondrian conformal model, the within-cluster standard deviations, the survey's household
+sizes and the spatial error model, nothing tied to the cells it was fitted on. Applying
+it to the training cells gives exactly the run's map, so a saved model maps again what it
+mapped.
 
 Columns it reads from cells: ``pred`` (the raw model prediction), ``population``,
 ``urban``, and optionally ``households`` (counted households per cell).
