@@ -287,6 +287,10 @@ def test_the_implied_between_unit_variance_is_the_estimators_expectation() -> No
     se = np.std(draws) / np.sqrt(len(draws))
     assert abs(np.mean(draws) - implied) < 4 * se
     assert 0.004 < implied < cov.sill - cov.nugget  # the admin effect and part of the rest
+    # formed a few rows at a time, the same value
+    assert implied_between_unit_variance(cov, x, y, units, parents, block=7) == pytest.approx(
+        implied, rel=1e-12
+    )
     # independent errors share nothing, and the nugget cancels
     assert implied_between_unit_variance(
         ExponentialCovariance(0.05, 0.0, 1000.0), x, y, units, parents

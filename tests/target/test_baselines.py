@@ -116,6 +116,9 @@ def test_headline(world: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     assert m["exclusion_error"] == pytest.approx(1 - m["poor_covered"])
     assert m["cost"] == pytest.approx(0.3 * 2000)
     assert head["methods"]["lottery"]["poor_covered"] == pytest.approx(0.3)
+    # from a table compared by groups: its overall rows give the same figures
+    methods = {"map": AreaRanking(units), "lottery": Lottery()}
+    assert headline(methods, hh, table=compare(methods, hh, "30%")) == head
 
 
 def test_fixed_plan_and_money(world: tuple[pd.DataFrame, pd.DataFrame]) -> None:

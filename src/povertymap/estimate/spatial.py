@@ -316,6 +316,8 @@ def implied_between_unit_variance(
     y: ArrayLike,
     units: ArrayLike,
     parents: ArrayLike | None = None,
+    *,
+    block: int | None = None,
 ) -> float:
     """The expectation of :func:`between_unit_variance` under the error model ``cov``.
 
@@ -324,6 +326,8 @@ def implied_between_unit_variance(
     are ``tr(A Sigma)`` and ``tr(B Sigma)`` (``Sigma`` the model's covariance), so the
     model's own between-unit variance is computed exactly, with the same units and
     cluster locations as the data's: the two are comparable. The nugget cancels.
+    ``block`` rows of the covariance are formed at a time (default: about two million
+    entries).
     """
     xx, yy = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     u = pd.Series(np.asarray(units), dtype="object")
@@ -341,15 +345,22 @@ def implied_between_unit_variance(
     k, n = m.size, m.sum()
     if k < 2:
         return float("nan")
-    d = np.hypot(xx[:, None] - xx[None, :], yy[:, None] - yy[None, :])
-    other2 = (labels[:, None] != labels[None, :]).astype(float)
-    other1 = (p[:, None] != p[None, :]).astype(float)
-    sigma = cov.sill - cov.semivariance(d, np.maximum(other2, other1), other1)
-    np.fill_diagonal(sigma, cov.sill)
-    same = other2 == 0
-    within = float(np.sum(np.where(same, sigma, 0.0) / m[codes][:, None]))  # tr(P_G Sigma)
-    tr_a = within - float(sigma.sum()) / n
-    tr_b = float(np.trace(sigma)) - within
+    # tr(P_G Sigma) and the sum of Sigma, a block of rows at a time: memory stays at
+    # ``block`` x N whatever the survey's size (30,000 clusters would be 7 GB at once)
+    n_rows = labels.size
+    step = block or max(1, 2_000_000 // n_rows)
+    within = total = 0.0
+    for lo in range(0, n_rows, step):
+        rows = np.arange(lo, min(lo + step, n_rows))
+        d = np.hypot(xx[rows, None] - xx[None, :], yy[rows, None] - yy[None, :])
+        other2 = labels[rows, None] != labels[None, :]
+        other1 = p[rows, None] != p[None, :]
+        sigma = cov.sill - cov.semivariance(d, other2 | other1, other1.astype(float))
+        sigma[np.arange(rows.size), rows] = cov.sill  # a cluster with itself
+        within += float(np.sum(np.where(other2, 0.0, sigma) / m[codes[rows]][:, None]))
+        total += float(sigma.sum())
+    tr_a = within - total / n
+    tr_b = n_rows * cov.sill - within
     return (tr_a - (k - 1) * tr_b / (n - k)) / (n - np.sum(m**2) / n)
 
 

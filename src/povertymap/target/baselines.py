@@ -328,15 +328,19 @@ def headline(
     budget: BudgetLike = "30%",
     *,
     level: Level = "person",
+    table: pd.DataFrame | None = None,
     **evaluate_options: Any,
 ) -> dict[str, Any]:
     """The figures a report leads with, for every method at one budget (default 30%).
 
     Returns ``{"budget", "measure", "level", "methods": {name: {"poor_covered",
     "exclusion_error", "inclusion_error", "coverage", "cost", "welfare_vs_oracle"}}}``
-    (plain floats; NaN where undefined, e.g. no welfare without consumption).
+    (plain floats; NaN where undefined, e.g. no welfare without consumption). ``table``,
+    :func:`compare`'s table of the same methods, budget and level, is read instead of
+    evaluating them again (its overall rows).
     """
-    table = compare(methods, households, budget, by=(), level=level, **evaluate_options)
+    if table is None:
+        table = compare(methods, households, budget, by=(), level=level, **evaluate_options)
     overall = table[table["group_by"] == "all"].set_index("method")
     return {
         "budget": table.attrs["budget"],

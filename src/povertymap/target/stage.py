@@ -220,7 +220,7 @@ def evaluate_methods(
     table = compare(methods, households, budget, rho=rho)
     return TargetingEvaluation(
         table=table,
-        headline=headline(methods, households, budget, rho=rho),
+        headline=headline(methods, households, budget, table=table),
         curves=targeting_curves(methods, households, rho=rho, engine=engine),
         gaps=parity_gaps(table),
     )
